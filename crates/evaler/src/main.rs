@@ -1,1 +1,40 @@
-fn main() {}
+//! `evaler`: the command line over evaler's crates. Each subcommand lives in
+//! its own module under `cmd/` and stays thin: the work is in the libraries.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "evaler", version, about = "Runs untrusted code fast and safely")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one program in the sandbox under limits and report what it did.
+    Run(cmd::run::RunArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EVALER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => cmd::run::main(args),
+    };
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("evaler: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

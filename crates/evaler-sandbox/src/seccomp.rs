@@ -1,0 +1,189 @@
+//! The seccomp filter: system calls a judged program or a notebook cell never
+//! needs, denied with a clear `EPERM` (never a hang, never a silent kill).
+//!
+//! The list is a deny-list on purpose: compilers, JVMs, Go and Node use a wide
+//! and changing set of calls, and an allow-list breaks them in ways that look
+//! like the user's bug. What the list keeps out is what could reach past the
+//! box: other processes' memory, the kernel's module/keyring/BPF/perf
+//! surfaces, new namespaces and mounts, io_uring, and the terminal.
+//!
+//! Built with `seccompiler` (Firecracker's compiler) rather than hand-written
+//! BPF. Its filters check the architecture first and kill a process that
+//! makes a system call of another ABI (`int 0x80` on x86_64), which closes
+//! the classic 32-bit bypass.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use crate::error::SandboxError;
+
+/// Both programs of the filter, loaded one after the other: the kernel
+/// applies the strictest answer of all loaded filters.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// Calls denied with EPERM.
+    pub deny: BpfProgram,
+    /// Calls answered ENOSYS, so that libc falls back to an older call we can
+    /// inspect (`clone3` hides its flags in memory a filter cannot read).
+    pub nosys: BpfProgram,
+}
+
+const DENIED: &[libc::c_long] = &[
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_process_madvise,
+    libc::SYS_pidfd_getfd,
+    libc::SYS_kcmp,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+    libc::SYS_mount_setattr,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_reboot,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_userfaultfd,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_fanotify_init,
+    libc::SYS_syslog,
+    libc::SYS_vhangup,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_personality,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_uselib,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lookup_dcookie,
+];
+
+const NOSYS: &[libc::c_long] = &[
+    libc::SYS_clone3,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+];
+
+/// Namespace flags a program may not pass to `clone`.
+const CLONE_NS_FLAGS: &[libc::c_int] = &[
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWCGROUP,
+];
+
+fn arch() -> Result<TargetArch, SandboxError> {
+    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| SandboxError::Seccomp(e.to_string()))
+}
+
+fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SandboxError> {
+    SeccompCondition::new(arg, len, op, value).map_err(|e| SandboxError::Seccomp(e.to_string()))
+}
+
+fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> {
+    SeccompRule::new(conds).map_err(|e| SandboxError::Seccomp(e.to_string()))
+}
+
+/// Builds the filter once per sandbox; loading it in each run is a single
+/// system call.
+pub fn build() -> Result<Filter, SandboxError> {
+    let arch = arch()?;
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for &nr in DENIED {
+        rules.insert(nr, Vec::new());
+    }
+    // clone with any namespace flag.
+    let clone_rules = CLONE_NS_FLAGS
+        .iter()
+        .map(|&flag| {
+            let flag = flag as u64;
+            rule(vec![cond(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)?])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_clone, clone_rules);
+    // Typing into the terminal of someone else (TIOCSTI) and console tricks.
+    // The request is compared as 32 bits: the kernel ignores the upper half,
+    // so a 64-bit compare could be dodged by setting it.
+    let ioctl_rules = [libc::TIOCSTI, libc::TIOCLINUX]
+        .iter()
+        .map(|&req| rule(vec![cond(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)?]))
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_ioctl, ioctl_rules);
+    // An exclusive flock on a shared read-only system file would stall every
+    // other box that takes a shared lock on it; shared locks cannot conflict.
+    rules.insert(
+        libc::SYS_flock,
+        vec![rule(vec![cond(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(libc::LOCK_EX as u64),
+            libc::LOCK_EX as u64,
+        )?])?],
+    );
+    let deny = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .and_then(BpfProgram::try_from)
+    .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
+
+    let nosys_rules: BTreeMap<i64, Vec<SeccompRule>> =
+        NOSYS.iter().map(|&nr| (nr, Vec::new())).collect();
+    let nosys = SeccompFilter::new(
+        nosys_rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .and_then(BpfProgram::try_from)
+    .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
+    Ok(Filter { deny, nosys })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_builds_and_fits_the_kernel_limit() {
+        let f = build().expect("filter builds");
+        // BPF programs are limited to 4096 instructions.
+        assert!(!f.deny.is_empty() && f.deny.len() < 4096, "{}", f.deny.len());
+        assert!(!f.nosys.is_empty() && f.nosys.len() < 4096);
+    }
+}

@@ -1,0 +1,18 @@
+// Sum: runtime error -- off-by-one index, an uncaught ArrayIndexOutOfBoundsException.
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.util.StringTokenizer;
+
+public class Main {
+    public static void main(String[] args) throws IOException {
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in), 1 << 16);
+        int n = Integer.parseInt(in.readLine().trim());
+        StringTokenizer st = new StringTokenizer(in.readLine());
+        long[] a = new long[n];
+        for (int i = 0; i < n; i++) a[i] = Long.parseLong(st.nextToken());
+        long sum = 0;
+        for (int i = 0; i <= n; i++) sum += a[i]; // one too many
+        System.out.println(sum);
+    }
+}

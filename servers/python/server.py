@@ -1,0 +1,650 @@
+"""evaler Python session server (standard library only, single file).
+
+Runs notebook-style cells in one persistent namespace and speaks evaler's
+newline-delimited JSON session protocol over an already-connected stream
+socket.  See README.md beside this file for the protocol, the command lines
+and the design notes.
+
+Transport (exactly one):
+  * default / production: the socket is the fd named by $EVALER_FD (default 3),
+    handed over by the supervisor (`evaler kernel`);
+  * --connect HOST:PORT: connect out to a listening test harness;
+  * --listen HOST:PORT: accept one client at a time, keep state across
+    reconnects; prints "LISTENING host:port" on stdout once bound (port 0 ok).
+
+Everything the server needs lives in this module's globals; the user's code
+runs in a separate namespace (a fresh ``__main__`` module), so none of these
+names are visible to it.
+"""
+
+import os
+import sys
+import io
+import _thread
+import signal
+import select
+import json
+import linecache
+import builtins
+from time import perf_counter, sleep
+
+MAX_LINE = 64 << 20          # largest accepted packet line, bytes
+OUTPUT_CAP = 8 << 20         # per stream and cell, bytes
+VALUE_CAP = 64 << 10         # repr of the trailing value, characters
+DRAIN_GRACE = 0.1            # seconds to wait for EOF on the capture pipes
+EXIT_GRACE = 1.0             # seconds allowed for atexit/threads on exit()
+PyCF_ONLY_AST = 0x400
+
+try:
+    OUTPUT_CAP = int(os.environ.get("EVALER_OUTPUT_CAP", OUTPUT_CAP))
+except ValueError:
+    pass
+
+_SERVER_FILE = (lambda: None).__code__.co_filename
+_SELF = sys.modules[__name__]   # keeps this module alive once unregistered
+_PID = os.getpid()
+_STDLIB = os.path.dirname(os.__file__) + os.sep
+
+_in_cell = False                # SIGINT raises KeyboardInterrupt only if set
+
+
+class Oversized(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+def _sigint(signum, frame):
+    # Installed for SIGINT.  Idle: ignore (the supervisor's INTERRUPT may race
+    # with the end of a cell).  In a cell: behave like Python's default.
+    if _in_cell:
+        raise KeyboardInterrupt
+
+
+def _ensure_std_fds():
+    """fds 0-2 must be open (so pipes never land there); stdin is /dev/null."""
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            n = os.open(os.devnull, os.O_WRONLY)
+            if n != fd:
+                os.dup2(n, fd)
+                os.close(n)
+    try:
+        n = os.open(os.devnull, os.O_RDONLY)
+    except OSError:                       # no /dev/null: an empty pipe does
+        n, w = os.pipe()
+        os.close(w)
+    if n != 0:
+        os.dup2(n, 0)
+        os.close(n)
+
+
+def _stdlib_import(name):
+    """Import a stdlib module lazily without letting the user's cwd shadow it."""
+    mod = sys.modules.get(name)
+    if mod is not None:
+        return mod
+    saved = sys.path[:]
+    try:
+        sys.path[:] = [p for p in saved if p not in ("", ".", os.getcwd())]
+        __import__(name)
+        return sys.modules[name]
+    finally:
+        sys.path[:] = saved
+
+
+# --------------------------------------------------------------------------
+# Transport: newline-delimited JSON over a stream fd
+
+
+class Transport:
+    def __init__(self, fd, sock=None):
+        self.fd = fd
+        self.sock = sock                  # keeps a socket object alive
+        self.buf = bytearray()
+        self.scan = 0
+        os.set_blocking(fd, True)
+
+    def readline(self):
+        """Next line without its newline; None at EOF; Oversized past MAX_LINE."""
+        buf = self.buf
+        while True:
+            i = buf.find(b"\n", self.scan)
+            if i >= 0:
+                line = bytes(buf[:i])
+                del buf[:i + 1]
+                self.scan = 0
+                return line
+            self.scan = len(buf)
+            if len(buf) > MAX_LINE:
+                raise Oversized
+            try:
+                data = os.read(self.fd, 1 << 20 if len(buf) > 1 << 16 else 1 << 16)
+            except (ConnectionError, OSError):
+                data = b""
+            if not data:
+                if buf:                   # last line without newline
+                    line = bytes(buf)
+                    buf.clear()
+                    self.scan = 0
+                    if len(line) > MAX_LINE:
+                        raise Oversized
+                    return line
+                return None
+            buf += data
+
+    def send(self, obj):
+        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.fd, view)
+                view = view[n:]
+        except OSError as e:
+            raise ClientGone from e
+
+    def shutdown(self):
+        """Make the peer see EOF now, even if a forked child holds the fd."""
+        try:
+            socket = _stdlib_import("socket")
+            s = self.sock or socket.socket(fileno=os.dup(self.fd))
+            s.shutdown(socket.SHUT_RDWR)
+        except Exception:
+            pass
+
+    def close(self):
+        try:
+            if self.sock is not None:
+                self.sock.close()
+            else:
+                os.close(self.fd)
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# fd-level output capture
+
+
+class Capture:
+    """fds 1 and 2 go to per-cell pipes drained by one persistent thread."""
+
+    def __init__(self):
+        self.real = (os.dup(1), os.dup(2))        # non-inheritable copies
+        self.go = _thread.allocate_lock()
+        self.go.acquire()
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        self.fds = None
+        _thread.start_new_thread(self._loop, ())
+
+    def start(self):
+        self.chunks = ([], [])
+        self.sizes = [0, 0]
+        self.truncated = False
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        self.fds = (r1, r2)
+        os.dup2(w1, 1)
+        os.dup2(w2, 2)
+        os.close(w1)
+        os.close(w2)
+        self.go.release()
+
+    def stop(self):
+        """Restore fds 1/2 and return (stdout bytes, stderr bytes, truncated)."""
+        os.dup2(self.real[0], 1)
+        os.dup2(self.real[1], 2)
+        # Our copies of the write ends are gone; EOF comes unless a background
+        # process still holds one.  Don't wait for it longer than DRAIN_GRACE.
+        if not self.done.acquire(True, DRAIN_GRACE):
+            os.write(self.wake_w, b"x")
+            self.done.acquire()
+        return (b"".join(self.chunks[0]), b"".join(self.chunks[1]), self.truncated)
+
+    def _loop(self):
+        poll = select.poll()
+        wake = self.wake_r
+        cap = OUTPUT_CAP
+        while True:
+            self.go.acquire()
+            fds = self.fds
+            try:
+                try:
+                    while os.read(wake, 4096):
+                        pass
+                except OSError:
+                    pass
+                live = {fds[0]: 0, fds[1]: 1}
+                for fd in fds:
+                    poll.register(fd, select.POLLIN)
+                poll.register(wake, select.POLLIN)
+                while live:
+                    stop = False
+                    for fd, _ev in poll.poll():
+                        if fd == wake:
+                            stop = True
+                            continue
+                        i = live.get(fd)
+                        if i is None:
+                            continue
+                        try:
+                            data = os.read(fd, 1 << 16)
+                        except OSError:
+                            data = b""
+                        if not data:
+                            poll.unregister(fd)
+                            del live[fd]
+                            continue
+                        room = cap - self.sizes[i]
+                        if len(data) > room:
+                            self.truncated = True
+                            data = data[:room] if room > 0 else b""
+                        if data:
+                            self.chunks[i].append(data)
+                            self.sizes[i] += len(data)
+                    if stop:
+                        break
+                for fd in live:
+                    poll.unregister(fd)
+                poll.unregister(wake)
+            except BaseException:
+                pass
+            finally:
+                for fd in fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+                self.done.release()
+
+
+# --------------------------------------------------------------------------
+# The session
+
+
+def _fresh_text(fd, mode, errors):
+    raw = io.FileIO(fd, mode, closefd=False)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors=errors,
+                            line_buffering=False, write_through=(mode == "w"))
+
+
+class Session:
+    def __init__(self):
+        self.count = 0
+        main = type(sys)("__main__")
+        main.__dict__.update(__builtins__=builtins, __doc__=None, __package__=None,
+                             __spec__=None, __loader__=None)
+        self.ns = main.__dict__
+        self.main = main
+        self.capture = Capture()
+        self.user_sigint = None           # a SIGINT handler the user installed
+        self.nmods = 0
+        self.fflush = None                # C stdio fflush, once needed
+        self.want_fflush = False
+        self._stdio(force=True)
+
+    def _stdio(self, force=False):
+        out, err, inp = sys.stdout, sys.stderr, sys.stdin
+        if force or out is not getattr(self, "out", None) or out.closed:
+            self.out = sys.stdout = sys.__stdout__ = _fresh_text(1, "w", "surrogateescape")
+        if force or err is not getattr(self, "err", None) or err.closed:
+            self.err = sys.stderr = sys.__stderr__ = _fresh_text(2, "w", "backslashreplace")
+        if force or inp is not getattr(self, "inp", None) or inp.closed:
+            self.inp = sys.stdin = sys.__stdin__ = _fresh_text(0, "r", "surrogateescape")
+
+    def _flush_all(self):
+        for f in (sys.stdout, sys.stderr, self.out, self.err):
+            try:
+                f.flush()
+            except BaseException:
+                pass
+        # C stdio (printf from ctypes / C extensions) is buffered when fd 1 is
+        # a pipe.  Importing ctypes costs ~5 ms, so only once it can matter.
+        if self.fflush is None:
+            mods = sys.modules
+            if len(mods) != self.nmods:
+                self.nmods = len(mods)
+                if "_ctypes" in mods or "_cffi_backend" in mods:
+                    self.want_fflush = True
+                else:
+                    for m in list(mods.values()):
+                        f = getattr(m, "__file__", None)
+                        if isinstance(f, str) and f.endswith(".so") and not f.startswith(_STDLIB):
+                            self.want_fflush = True
+                            break
+            if self.want_fflush:
+                try:
+                    ctypes = _stdlib_import("ctypes")
+                    self.fflush = ctypes.CDLL(None).fflush
+                except BaseException:
+                    self.fflush = False
+        if self.fflush:
+            try:
+                self.fflush(None)
+            except BaseException:
+                pass
+
+    def _format_exc(self, e):
+        traceback = _stdlib_import("traceback")
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == _SERVER_FILE:
+            tb = tb.tb_next
+        try:
+            return "".join(traceback.format_exception(type(e), e, tb))
+        except BaseException:
+            return "%s: %s\n" % (type(e).__name__, e)
+
+    def run(self, code):
+        """Run one cell; returns (reply dict, exit code or None)."""
+        global _in_cell
+        self.count += 1
+        fn = "<cell-%d>" % self.count
+        linecache.cache[fn] = (len(code), None, code.splitlines(True), fn)
+        self._stdio()
+        if self.user_sigint is not None:
+            try:
+                signal.signal(signal.SIGINT, self.user_sigint)
+            except BaseException:
+                pass
+        ns = self.ns
+        status = "ok"
+        value = None
+        exit_code = None
+        extra_err = ""
+        t0 = perf_counter()
+        self.capture.start()
+        try:
+            try:
+                try:
+                    tree = compile(code, fn, "exec", PyCF_ONLY_AST, True)
+                except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError, UnicodeError) as e:
+                    traceback = _stdlib_import("traceback")
+                    status = "error"
+                    extra_err = "".join(traceback.format_exception_only(type(e), e))
+                    tree = None
+                if tree is not None:
+                    body = tree.body
+                    last = None
+                    if body and type(body[-1]).__name__ == "Expr":
+                        last = body.pop()
+                    code_obj = compile(tree, fn, "exec", 0, True)
+                    expr_obj = None
+                    if last is not None:
+                        expr_obj = compile(_Expression(last.value), fn, "eval", 0, True)
+                    _in_cell = True
+                    exec(code_obj, ns)
+                    if expr_obj is not None:
+                        v = eval(expr_obj, ns)
+                        if v is not None:
+                            ns["_"] = v
+                            r = repr(v)
+                            if len(r) > VALUE_CAP:
+                                r = r[:VALUE_CAP] + "..."
+                                self.capture.truncated = True
+                            value = r
+            finally:
+                _in_cell = False
+        except SystemExit as e:
+            if os.getpid() != _PID:       # a forked child leaving: not ours
+                os._exit(_exit_status(e.code)[0] & 0xFF)
+            exit_code, msg = _exit_status(e.code)
+            status = "exited"
+            if msg is not None:
+                extra_err = msg + "\n"
+        except KeyboardInterrupt as e:
+            status = "interrupted"
+            extra_err = self._format_exc(e)
+        except BaseException as e:
+            status = "error"
+            extra_err = self._format_exc(e)
+        _in_cell = False
+        elapsed = perf_counter() - t0
+        if os.getpid() != _PID:           # forked child fell off its cell
+            self._flush_all()
+            os._exit(0)
+        self._flush_all()
+        out, err, truncated = self.capture.stop()
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is not _sigint:
+            self.user_sigint = handler
+            signal.signal(signal.SIGINT, _sigint)
+        reply = {"type": "RESULT",
+                 "stdout": out.decode("utf-8", "replace"),
+                 "stderr": err.decode("utf-8", "replace") + extra_err,
+                 "status": status}
+        if value is not None:
+            reply["value"] = value
+        reply["time"] = elapsed
+        if exit_code is not None:
+            reply["exit_code"] = exit_code
+        if truncated:
+            reply["truncated"] = True
+        return reply, exit_code
+
+
+_Expression = None
+
+
+def _exit_status(code):
+    """(exit code, message for stderr or None) as the interpreter does it."""
+    if code is None:
+        return 0, None
+    if isinstance(code, int):
+        return int(code), None
+    try:
+        return 1, str(code)
+    except BaseException:
+        return 1, None
+
+
+def _exit_process(session, transport, code):
+    """Leave like the interpreter would, but never hang: bounded by EXIT_GRACE."""
+    transport.shutdown()
+    _thread.start_new_thread(lambda: (sleep(EXIT_GRACE), os._exit(code & 0xFF)), ())
+    try:
+        if "threading" in sys.modules:
+            sys.modules["threading"]._shutdown()
+    except BaseException:
+        pass
+    try:
+        import atexit
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    try:
+        session.ns.clear()
+    except BaseException:
+        pass
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except BaseException:
+            pass
+    os._exit(code & 0xFF)
+
+
+def _error(message):
+    return {"type": "Error", "value": message}
+
+
+def serve(session, transport):
+    """Serve one connection.  Returns at EOF/oversize; exits the process on
+    exit()/RUNANDKILL/KILL."""
+    while True:
+        try:
+            line = transport.readline()
+        except Oversized:
+            try:
+                transport.send(_error("packet too large: line exceeds %d bytes; closing the connection" % MAX_LINE))
+            except ClientGone:
+                pass
+            return
+        if line is None:
+            return
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            continue
+        try:
+            pkt = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            reply = _error("invalid JSON: %s" % e)
+        else:
+            reply = None
+            if not isinstance(pkt, dict):
+                reply = _error("packet must be a JSON object, got %s" % type(pkt).__name__)
+            else:
+                kind = pkt.get("type")
+                if not isinstance(kind, str):
+                    reply = _error('packet has no string "type" field')
+                elif kind == "RUN" or kind == "RUNANDKILL":
+                    code = pkt.get("code")
+                    if not isinstance(code, str):
+                        reply = _error('%s packet needs a string "code" field' % kind)
+                    else:
+                        reply, exit_code = session.run(code)
+                        try:
+                            transport.send(reply)
+                        except ClientGone:
+                            if exit_code is None and kind == "RUN":
+                                return
+                        if exit_code is not None:
+                            _exit_process(session, transport, exit_code)
+                        if kind == "RUNANDKILL":
+                            _exit_process(session, transport, 0)
+                        continue
+                elif kind == "PING":
+                    reply = {"type": "CONNECTION-OK"}
+                elif kind == "KILL":
+                    os._exit(0)
+                elif kind == "INTERRUPT":
+                    continue                # idle: nothing to interrupt
+                else:
+                    reply = _error("unknown packet type %r" % kind)
+        try:
+            transport.send(reply)
+        except ClientGone:
+            return
+
+
+def _parse_hostport(s):
+    host, sep, port = s.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("expected HOST:PORT, got %r" % s)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "127.0.0.1", int(port)
+
+
+def _usage(msg):
+    sys.stderr.write("server.py: %s\nusage: server.py [--listen HOST:PORT | --connect HOST:PORT]"
+                     "  (default: socket on fd $EVALER_FD, else 3)\n" % msg)
+    sys.exit(2)
+
+
+def main(argv):
+    global _Expression
+    mode, addr = None, None
+    args = list(argv)
+    while args:
+        a = args.pop(0)
+        if a in ("--listen", "--connect"):
+            if not args:
+                _usage("%s needs HOST:PORT" % a)
+            mode, addr = a[2:], args.pop(0)
+        elif a.startswith("--listen=") or a.startswith("--connect="):
+            mode, _, addr = a[2:].partition("=")
+        else:
+            _usage("unknown argument %r" % a)
+    if addr is not None:
+        try:
+            addr = _parse_hostport(addr)
+        except ValueError as e:
+            _usage(str(e))
+
+    import _ast
+    _Expression = _ast.Expression
+
+    proto_fd = None
+    if mode is None:
+        try:
+            proto_fd = int(os.environ.get("EVALER_FD", "3"))
+            os.fstat(proto_fd)
+        except (ValueError, OSError) as e:
+            _usage("no protocol socket: EVALER_FD=%r: %s" % (os.environ.get("EVALER_FD"), e))
+        # Move it out of the way of user fds and of children.
+        try:
+            import fcntl
+            high = fcntl.fcntl(proto_fd, fcntl.F_DUPFD_CLOEXEC, 64)
+            if proto_fd > 2:
+                os.close(proto_fd)
+            proto_fd = high
+        except OSError:
+            os.set_inheritable(proto_fd, False)
+
+    _ensure_std_fds()
+    signal.signal(signal.SIGINT, _sigint)
+    session = Session()
+
+    # Hide the server from the user's code.
+    sys.modules["__main__"] = session.main
+    sys.argv = [""]
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+
+    transport_ref = []
+
+    def close_in_child():                 # forked children must not hold it
+        for t in transport_ref:
+            try:
+                os.close(t.fd)
+            except OSError:
+                pass
+    os.register_at_fork(after_in_child=close_in_child)
+
+    if mode is None:
+        t = Transport(proto_fd)
+        transport_ref.append(t)
+        serve(session, t)
+        os._exit(0)
+
+    import socket
+    if mode == "connect":
+        s = socket.create_connection(addr)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t = Transport(s.fileno(), s)
+        transport_ref.append(t)
+        serve(session, t)
+        os._exit(0)
+
+    infos = socket.getaddrinfo(addr[0], addr[1], 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = infos[0]
+    ls = socket.socket(family, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(sockaddr)
+    ls.listen(8)
+    host, port = ls.getsockname()[:2]
+    shown = "[%s]" % host if ":" in host else host
+    os.write(session.capture.real[0], ("LISTENING %s:%d\n" % (shown, port)).encode())
+    while True:
+        try:
+            conn, _ = ls.accept()
+        except InterruptedError:
+            continue
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t = Transport(conn.fileno(), conn)
+        transport_ref[:] = [t]
+        serve(session, t)
+        t.close()
+        transport_ref[:] = []
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

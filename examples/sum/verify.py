@@ -55,7 +55,11 @@ class Runner:
         env = dict(lang.get("env", {}))
         if not self.bwrap:
             return argv, env, str(workdir)
-        box = ["/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
+        # Every namespace but the PID one: with --unshare-pid the program is
+        # not reaped by bwrap itself, so wait4() would not see its CPU time
+        # and memory.
+        box = ["/usr/bin/bwrap", "--unshare-user-try", "--unshare-ipc", "--unshare-net",
+               "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
                "--ro-bind", "/usr", "/usr"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             p = Path("/" + name)

@@ -17,14 +17,14 @@ runs in a separate namespace (a fresh ``__main__`` module), so none of these
 names are visible to it.
 """
 
+# Only built-in / C modules at start-up: importing json, signal, linecache
+# and friends would pull in re, enum, tokenize... and double the start time.
 import os
 import sys
 import io
 import _thread
-import signal
+import _signal
 import select
-import json
-import linecache
 import builtins
 from time import perf_counter, sleep
 
@@ -40,12 +40,15 @@ try:
 except ValueError:
     pass
 
+_default_int = _signal.default_int_handler
+SIGINT = _signal.SIGINT
 _SERVER_FILE = (lambda: None).__code__.co_filename
 _SELF = sys.modules[__name__]   # keeps this module alive once unregistered
 _PID = os.getpid()
 _STDLIB = os.path.dirname(os.__file__) + os.sep
+# A first cell mentioning one of these gets linecache before it runs.
+_NEEDS_LINECACHE = ("traceback", "linecache", "inspect", "warn", "logging", "pdb", "exc_info")
 
-_in_cell = False                # SIGINT raises KeyboardInterrupt only if set
 
 
 class Oversized(Exception):
@@ -56,11 +59,12 @@ class ClientGone(Exception):
     pass
 
 
-def _sigint(signum, frame):
-    # Installed for SIGINT.  Idle: ignore (the supervisor's INTERRUPT may race
-    # with the end of a cell).  In a cell: behave like Python's default.
-    if _in_cell:
-        raise KeyboardInterrupt
+def _sigint_idle(signum, frame):
+    # SIGINT handler between cells: ignore (the supervisor's INTERRUPT may race
+    # with the end of a cell).  While a cell runs, SIGINT is handled by
+    # default_int_handler (C, so no server frame in the traceback) or
+    # by whatever handler the user installed.
+    pass
 
 
 def _ensure_std_fds():
@@ -95,6 +99,64 @@ def _stdlib_import(name):
         return sys.modules[name]
     finally:
         sys.path[:] = saved
+
+
+# --------------------------------------------------------------------------
+# JSON: the C accelerator directly (the json package imports re, ~5 ms).
+
+try:
+    from _json import make_scanner as _make_scanner, encode_basestring as _enc_str
+
+    class _ScanContext:
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = float          # NaN, Infinity, -Infinity
+        memo = None
+
+    _scan = _make_scanner(_ScanContext())
+    _WS = " \t\n\r"
+
+    def _loads(data):
+        s = data.decode("utf-8")
+        i = len(s) - len(s.lstrip(_WS))
+        try:
+            obj, end = _scan(s, i)
+        except StopIteration as e:
+            raise ValueError("Expecting value: line 1 column %d (char %d)" % (e.value + 1, e.value)) from None
+        if s[end:].strip(_WS):
+            raise ValueError("Extra data: line 1 column %d (char %d)" % (end + 1, end))
+        return obj
+
+    def _dumps(obj):
+        """Our replies only: a flat dict of str, int, float and bool."""
+        parts = []
+        for k, v in obj.items():
+            t = v.__class__
+            if t is str:
+                v = _enc_str(v)
+            elif v is True:
+                v = "true"
+            elif v is False:
+                v = "false"
+            elif t is int:
+                v = int.__repr__(v)
+            elif t is float and v == v and v not in (float("inf"), float("-inf")):
+                v = float.__repr__(v)
+            else:
+                v = _enc_str(str(v))
+            parts.append(_enc_str(k) + ":" + v)
+        return "{" + ",".join(parts) + "}"
+except ImportError:                                  # pragma: no cover
+    import json as _json_mod
+
+    def _loads(data):
+        return _json_mod.loads(data.decode("utf-8"))
+
+    def _dumps(obj):
+        return _json_mod.dumps(obj, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------
@@ -137,8 +199,16 @@ class Transport:
                 return None
             buf += data
 
+    def pending(self):
+        """Is a packet (or part of one) already waiting?"""
+        if self.buf:
+            return True
+        p = select.poll()
+        p.register(self.fd, select.POLLIN)
+        return bool(p.poll(0))
+
     def send(self, obj):
-        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        data = (_dumps(obj) + "\n").encode("utf-8", "replace")
         view = memoryview(data)
         try:
             while view:
@@ -278,6 +348,8 @@ def _fresh_text(fd, mode, errors):
 class Session:
     def __init__(self):
         self.count = 0
+        self.sources = {}                 # cell sources not yet in linecache
+        self.warm = False
         main = type(sys)("__main__")
         main.__dict__.update(__builtins__=builtins, __doc__=None, __package__=None,
                              __spec__=None, __loader__=None)
@@ -331,8 +403,38 @@ class Session:
             except BaseException:
                 pass
 
+    def _register_source(self, fn, code):
+        """Make the cell's source visible to tracebacks (linecache)."""
+        entry = (len(code), None, code.splitlines(True), fn)
+        self.sources[fn] = entry
+        lc = sys.modules.get("linecache")
+        if lc is None and self.count == 1 and any(w in code for w in _NEEDS_LINECACHE):
+            lc = _stdlib_import("linecache")
+        if lc is not None:
+            lc.cache.update(self.sources)
+            self.sources.clear()
+
+    def warm_up(self):
+        """Called once while idle after the first cell: import what errors
+        and tracebacks need (kept out of the start-up path)."""
+        self.warm = True
+        try:
+            _stdlib_import("traceback")
+            sys.modules["linecache"].cache.update(self.sources)
+            self.sources.clear()
+        except BaseException:
+            pass
+
+    def _idle_sigint(self):
+        """Back to ignoring SIGINT; remember a handler the cell installed."""
+        prev = _signal.signal(SIGINT, _sigint_idle)
+        if prev is not _sigint_idle:
+            self.user_sigint = None if prev is _default_int else prev
+
     def _format_exc(self, e):
         traceback = _stdlib_import("traceback")
+        sys.modules["linecache"].cache.update(self.sources)
+        self.sources.clear()
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename == _SERVER_FILE:
             tb = tb.tb_next
@@ -343,16 +445,10 @@ class Session:
 
     def run(self, code):
         """Run one cell; returns (reply dict, exit code or None)."""
-        global _in_cell
         self.count += 1
         fn = "<cell-%d>" % self.count
-        linecache.cache[fn] = (len(code), None, code.splitlines(True), fn)
+        self._register_source(fn, code)
         self._stdio()
-        if self.user_sigint is not None:
-            try:
-                signal.signal(signal.SIGINT, self.user_sigint)
-            except BaseException:
-                pass
         ns = self.ns
         status = "ok"
         value = None
@@ -366,6 +462,8 @@ class Session:
                     tree = compile(code, fn, "exec", PyCF_ONLY_AST, True)
                 except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError, UnicodeError) as e:
                     traceback = _stdlib_import("traceback")
+                    sys.modules["linecache"].cache.update(self.sources)
+                    self.sources.clear()
                     status = "error"
                     extra_err = "".join(traceback.format_exception_only(type(e), e))
                     tree = None
@@ -378,7 +476,7 @@ class Session:
                     expr_obj = None
                     if last is not None:
                         expr_obj = compile(_Expression(last.value), fn, "eval", 0, True)
-                    _in_cell = True
+                    _signal.signal(SIGINT, _default_int if self.user_sigint is None else self.user_sigint)
                     exec(code_obj, ns)
                     if expr_obj is not None:
                         v = eval(expr_obj, ns)
@@ -390,7 +488,7 @@ class Session:
                                 self.capture.truncated = True
                             value = r
             finally:
-                _in_cell = False
+                self._idle_sigint()
         except SystemExit as e:
             if os.getpid() != _PID:       # a forked child leaving: not ours
                 os._exit(_exit_status(e.code)[0] & 0xFF)
@@ -404,17 +502,13 @@ class Session:
         except BaseException as e:
             status = "error"
             extra_err = self._format_exc(e)
-        _in_cell = False
+        self._idle_sigint()
         elapsed = perf_counter() - t0
         if os.getpid() != _PID:           # forked child fell off its cell
             self._flush_all()
             os._exit(0)
         self._flush_all()
         out, err, truncated = self.capture.stop()
-        handler = signal.getsignal(signal.SIGINT)
-        if handler is not _sigint:
-            self.user_sigint = handler
-            signal.signal(signal.SIGINT, _sigint)
         reply = {"type": "RESULT",
                  "stdout": out.decode("utf-8", "replace"),
                  "stderr": err.decode("utf-8", "replace") + extra_err,
@@ -478,6 +572,8 @@ def serve(session, transport):
     """Serve one connection.  Returns at EOF/oversize; exits the process on
     exit()/RUNANDKILL/KILL."""
     while True:
+        if not session.warm and session.count and not transport.pending():
+            session.warm_up()
         try:
             line = transport.readline()
         except Oversized:
@@ -493,7 +589,9 @@ def serve(session, transport):
         if not line.strip():
             continue
         try:
-            pkt = json.loads(line)
+            pkt = _loads(line)
+        except UnicodeDecodeError as e:
+            reply = _error("invalid JSON: packet is not valid UTF-8 (%s)" % e)
         except (ValueError, RecursionError) as e:
             reply = _error("invalid JSON: %s" % e)
         else:
@@ -590,7 +688,7 @@ def main(argv):
             os.set_inheritable(proto_fd, False)
 
     _ensure_std_fds()
-    signal.signal(signal.SIGINT, _sigint)
+    _signal.signal(SIGINT, _sigint_idle)
     session = Session()
 
     # Hide the server from the user's code.

@@ -261,3 +261,49 @@ impl Fields {
             .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn describe_names_json_kinds_and_values() {
+        assert_eq!(describe(&json!(null)), "null");
+        assert_eq!(describe(&json!(true)), "boolean true");
+        assert_eq!(describe(&json!(-3)), "integer -3");
+        assert_eq!(
+            describe(&json!(u64::MAX)),
+            "integer 18446744073709551615 outside the i64 range"
+        );
+        assert_eq!(describe(&json!(2.5)), "float 2.5");
+        assert_eq!(describe(&json!("a\n\"b")), r#"string "a\n\"b""#);
+        assert_eq!(describe(&json!([1])), "array");
+        assert_eq!(describe(&json!({})), "object");
+    }
+
+    #[test]
+    fn json_error_message_has_no_duplicate_position() {
+        let err = serde_json::from_str::<Value>("{").unwrap_err();
+        let DecodeErrorKind::InvalidJson {
+            message,
+            line,
+            column,
+        } = json_error(&err)
+        else {
+            panic!("not InvalidJson");
+        };
+        assert_eq!(
+            (message.as_str(), line, column),
+            ("EOF while parsing an object", 1, 1)
+        );
+    }
+
+    #[test]
+    fn shorten_cuts_on_char_boundaries() {
+        assert_eq!(shorten("abc"), "abc");
+        let long = "é".repeat(65);
+        assert_eq!(shorten(&long), format!("{}...", "é".repeat(64)));
+        assert_eq!(shorten(&"x".repeat(64)), "x".repeat(64));
+    }
+}

@@ -49,12 +49,12 @@ pub enum JudgeReply {
 /// `Compile`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Compile {
-    /// Submission id; later `Test.id` and `SRemove.id` refer to it.
-    pub id: i64,
     /// Source code.
     pub code: String,
     /// Language key (server configuration decides which exist).
     pub lang: String,
+    /// Submission id; later `Test.id` and `SRemove.id` refer to it.
+    pub id: i64,
 }
 
 /// `Test`.
@@ -76,8 +76,8 @@ pub struct Test {
     pub memorylimit: i64,
     /// Stack limit in KiB; 0 means none.
     pub stacklimit: i64,
-    /// Extension: wall-clock limit in seconds; absent or 0 means the server
-    /// default.
+    /// Extension: wall-clock limit in seconds; 0 means none requested,
+    /// absent means the server's default.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -261,9 +261,9 @@ impl QLen {
 impl Compile {
     fn read(f: &mut Fields) -> Result<Self, DecodeErrorKind> {
         Ok(Compile {
-            id: f.int("id")?,
             code: f.string("code")?,
             lang: f.string("lang")?,
+            id: f.int("id")?,
         })
     }
 }

@@ -15,6 +15,39 @@
 //! - Errors: [`DecodeError`] for one bad packet (the stream stays usable),
 //!   [`StreamError`] for what ends a connection, [`ValidationError`] for
 //!   semantically bad limits.
+//!
+//! A blocking judge server loop, in full:
+//!
+//! ```
+//! use std::io::BufReader;
+//! use evaler_proto::*;
+//!
+//! let input = b"{\"type\":\"QLen\",\"length\":-1}\nnot json\n{\"type\":\"TRemove\",\"id\":3}\n";
+//! let mut reader = PacketReader::<_, JudgeRequest>::new(BufReader::new(&input[..]));
+//! let mut writer = PacketWriter::<_, JudgeReply>::new(Vec::new());
+//! while let Some(item) = reader.read_packet()? {
+//!     match item {
+//!         Ok(JudgeRequest::QLen(q)) => {
+//!             if let Err(e) = q.validate() {
+//!                 writer.write_packet(&JudgeReply::Error(ErrorPacket::new(e.to_string())))?;
+//!             }
+//!         }
+//!         Ok(JudgeRequest::SRemove(r)) => assert_eq!(r.id, 3),
+//!         Ok(_) => {}
+//!         // A bad packet: answer it and keep reading.
+//!         Err(e) => writer.write_packet(&JudgeReply::from(&e))?,
+//!     }
+//! }
+//! let sent = String::from_utf8(writer.into_inner()).unwrap();
+//! assert_eq!(sent.lines().count(), 2);
+//! assert!(sent.contains("\"value\":\"invalid JSON: expected ident at line 1 column 2\""));
+//! # Ok::<(), StreamError>(())
+//! ```
+//!
+//! With tokio, `Framed::new(socket, JudgeServerCodec::new())` yields
+//! `Result<Result<JudgeRequest, DecodeError>, StreamError>` items: the outer
+//! error ends the connection, the inner one is answered with
+//! `JudgeReply::from(&err)`.
 
 mod blocking;
 mod codec;

@@ -167,8 +167,14 @@ where
     let stream = codec_encode_all(&packets);
     assert_eq!(stream, blocking_encode_all(&packets));
     for chunk in [1, 7, 4096] {
-        assert_eq!(all_ok(codec_decode_all::<P>(&stream, chunk, 1 << 20)), packets);
-        assert_eq!(all_ok(blocking_decode_all::<P>(&stream, chunk, 1 << 20)), packets);
+        assert_eq!(
+            all_ok(codec_decode_all::<P>(&stream, chunk, 1 << 20)),
+            packets
+        );
+        assert_eq!(
+            all_ok(blocking_decode_all::<P>(&stream, chunk, 1 << 20)),
+            packets
+        );
     }
 }
 
@@ -212,7 +218,10 @@ fn absent_extensions_are_not_serialized() {
         json!({"type": "RESULT", "stdout": "o", "stderr": "e"})
     );
     assert_eq!(
-        serde_json::to_value(SessionReply::ConnectionError(ConnectionError { value: None })).unwrap(),
+        serde_json::to_value(SessionReply::ConnectionError(ConnectionError {
+            value: None
+        }))
+        .unwrap(),
         json!({"type": "CONNECTION-ERROR"})
     );
     assert_eq!(
@@ -311,8 +320,14 @@ fn integers_are_accepted_where_floats_are_required() {
 fn crlf_blank_lines_whitespace_and_missing_final_newline_are_tolerated() {
     let input = b"\r\n  {\"type\":\"PING\"}  \r\n\n\t\n{\"type\":\"KILL\"}";
     let want = vec![SessionRequest::Ping, SessionRequest::Kill];
-    assert_eq!(all_ok(codec_decode_all::<SessionRequest>(input, 3, 100)), want);
-    assert_eq!(all_ok(blocking_decode_all::<SessionRequest>(input, 3, 100)), want);
+    assert_eq!(
+        all_ok(codec_decode_all::<SessionRequest>(input, 3, 100)),
+        want
+    );
+    assert_eq!(
+        all_ok(blocking_decode_all::<SessionRequest>(input, 3, 100)),
+        want
+    );
 }
 
 #[test]
@@ -400,12 +415,20 @@ fn validate_rejects_negative_and_non_finite_limits() {
     }
     assert!(matches!(
         Assign { count: -1 }.validate(),
-        Err(ValidationError::Negative { field: "count", packet: "Assign", .. })
+        Err(ValidationError::Negative {
+            field: "count",
+            packet: "Assign",
+            ..
+        })
     ));
     assert_eq!(Assign { count: 0 }.validate(), Ok(()));
     assert!(matches!(
         QLen { length: -1 }.validate(),
-        Err(ValidationError::Negative { field: "length", packet: "QLen", .. })
+        Err(ValidationError::Negative {
+            field: "length",
+            packet: "QLen",
+            ..
+        })
     ));
     assert_eq!(QLen { length: 3 }.validate(), Ok(()));
 }
@@ -442,7 +465,13 @@ fn too_large_packets_are_refused_on_encode() {
     });
     let err = encode_line(&p, 50).unwrap_err();
     assert!(
-        matches!(err, EncodeError::TooLarge { size: 124, limit: 50 }),
+        matches!(
+            err,
+            EncodeError::TooLarge {
+                size: 124,
+                limit: 50
+            }
+        ),
         "{err:?}"
     );
 
@@ -454,4 +483,80 @@ fn too_large_packets_are_refused_on_encode() {
         Err(StreamError::Encode(EncodeError::TooLarge { .. }))
     ));
     assert_eq!(&buf[..], b"keep");
+}
+
+/// The way servers and clients will actually use the codec: `Framed` on both
+/// ends of a socket-like stream, sending with `SinkExt::send`.
+#[tokio::test]
+async fn framed_client_and_server_talk() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_util::codec::Framed;
+
+    let (client_io, server_io) = tokio::io::duplex(64);
+    let mut client = Framed::new(client_io, JudgeClientCodec::new());
+    let mut server = Framed::new(server_io, JudgeServerCodec::new());
+
+    let server_task = tokio::spawn(async move {
+        while let Some(item) = server.next().await {
+            let reply = match item.expect("no fatal errors in this test") {
+                Ok(JudgeRequest::Compile(c)) => JudgeReply::CResponse(CResponse {
+                    id: c.id,
+                    output: format!("compiled {} bytes of {}", c.code.len(), c.lang),
+                    success: true,
+                    other: String::new(),
+                    time: Some(0.5),
+                }),
+                Ok(other) => JudgeReply::Error(ErrorPacket::new(other.type_name())),
+                Err(err) => JudgeReply::from(&err),
+            };
+            server.send(reply).await.unwrap();
+        }
+    });
+
+    let big_code = "x\n\"\u{0}😀".repeat(10_000);
+    client
+        .send(JudgeRequest::Compile(Compile {
+            code: big_code.clone(),
+            lang: "cpp".into(),
+            id: 12,
+        }))
+        .await
+        .unwrap();
+    let reply = client.next().await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        reply,
+        JudgeReply::CResponse(CResponse {
+            id: 12,
+            output: format!("compiled {} bytes of cpp", big_code.len()),
+            success: true,
+            other: String::new(),
+            time: Some(0.5),
+        })
+    );
+
+    // A raw bad line in between, then a good packet, on the same connection.
+    use tokio::io::AsyncWriteExt;
+    client
+        .get_mut()
+        .write_all(b"{\"type\":\"Test\",\"id\":12,\"tid\":1}\n")
+        .await
+        .unwrap();
+    let reply = client.next().await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        reply,
+        JudgeReply::Error(ErrorPacket {
+            value: "missing required field \"input\" in Test packet".into(),
+            id: Some(12),
+            tid: Some(1),
+        })
+    );
+    client
+        .send(&JudgeRequest::QLen(QLen { length: 0 }))
+        .await
+        .unwrap();
+    let reply = client.next().await.unwrap().unwrap().unwrap();
+    assert_eq!(reply, JudgeReply::Error(ErrorPacket::new("QLen")));
+
+    drop(client);
+    server_task.await.unwrap();
 }

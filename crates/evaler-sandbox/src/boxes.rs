@@ -84,10 +84,18 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
 
 /// Starts a helper in new namespaces (`flags`), or in the existing mount
 /// namespace `enter`, runs `steps` there and parks it.
-fn start_helper(flags: libc::c_int, enter: Option<RawFd>, steps: &[Step]) -> Result<Helper, (String, Errno)> {
+fn start_helper(
+    flags: libc::c_int,
+    enter: Option<RawFd>,
+    steps: &[Step],
+) -> Result<Helper, (String, Errno)> {
     let (ready_r, ready_w) = pipe().map_err(|_| ("pipe".to_string(), Errno::EMFILE))?;
     let (release_r, release_w) = pipe().map_err(|_| ("pipe".to_string(), Errno::EMFILE))?;
-    let (ready_rfd, ready_wfd, release_rfd) = (ready_r.as_raw_fd(), ready_w.as_raw_fd(), release_r.as_raw_fd());
+    let (ready_rfd, ready_wfd, release_rfd) = (
+        ready_r.as_raw_fd(),
+        ready_w.as_raw_fd(),
+        release_r.as_raw_fd(),
+    );
     match sys::clone_fork(flags) {
         Ok(0) => {
             // Child: no allocation from here on.
@@ -117,18 +125,23 @@ fn start_helper(flags: libc::c_int, enter: Option<RawFd>, steps: &[Step]) -> Res
         Ok(pid) => {
             drop(ready_w);
             drop(release_r);
-            let helper = Helper { pid, _park: release_w };
+            let helper = Helper {
+                pid,
+                _park: release_w,
+            };
             let mut buf = [0u8; 8];
-            let n = sys::read_full(ready_rfd, &mut buf).map_err(|e| ("reading helper".to_string(), e))?;
+            let n = sys::read_full(ready_rfd, &mut buf)
+                .map_err(|e| ("reading helper".to_string(), e))?;
             if n == 2 && &buf[..2] == b"ok" {
                 return Ok(helper);
             }
             if n == 8 {
                 let i = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
                 let e = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
-                let step = steps
-                    .get(i)
-                    .map_or_else(|| "entering the mount namespace".to_string(), Step::describe);
+                let step = steps.get(i).map_or_else(
+                    || "entering the mount namespace".to_string(),
+                    Step::describe,
+                );
                 return Err((step, Errno::from_raw(e)));
             }
             Err(("helper died".to_string(), Errno::ECHILD))
@@ -149,7 +162,11 @@ fn open_proc(pid: libc::pid_t, rel: &str, extra: libc::c_int) -> Result<OwnedFd,
 }
 
 impl SandboxBox {
-    pub(crate) fn open(sandbox: Sandbox, slot: u32, lock: Flock<File>) -> Result<SandboxBox, SandboxError> {
+    pub(crate) fn open(
+        sandbox: Sandbox,
+        slot: u32,
+        lock: Flock<File>,
+    ) -> Result<SandboxBox, SandboxError> {
         let inner = &sandbox.inner;
         let uid = inner.config.uid_base + slot;
         let gid = uid;
@@ -190,6 +207,11 @@ impl SandboxBox {
         self.uid
     }
 
+    /// Host pids of the processes in the box's cgroup (empty between runs).
+    pub fn processes(&self) -> Result<Vec<i32>, SandboxError> {
+        Ok(self.cgroup.procs()?)
+    }
+
     /// The box's working directory (`/box` inside), from the host side.
     pub fn files(&self) -> &BoxDir {
         &self.dir
@@ -202,13 +224,14 @@ impl SandboxBox {
             return Ok(());
         }
         let steps = rootfs::reset_box_plan(&self.sandbox.inner.config, self.uid, self.gid);
-        let helper = start_helper(0, Some(self.mnt_ns.as_raw_fd()), &steps).map_err(|(step, errno)| {
-            SandboxError::Prepare {
-                index: self.slot,
-                step,
-                errno,
-            }
-        })?;
+        let helper =
+            start_helper(0, Some(self.mnt_ns.as_raw_fd()), &steps).map_err(|(step, errno)| {
+                SandboxError::Prepare {
+                    index: self.slot,
+                    step,
+                    errno,
+                }
+            })?;
         let box_fd = open_proc(helper.pid, "root/box", libc::O_DIRECTORY)?;
         drop(helper);
         self.dir = BoxDir::new(box_fd, self.uid, self.gid);
@@ -228,8 +251,10 @@ impl SandboxBox {
             self.dir.write(&f.name, &f.contents, f.executable)?;
         }
         let limits = spec.limits.clone();
-        self.cgroup
-            .set_limits(limits.memory_kib.map(|k| k.saturating_mul(1024)), limits.processes)?;
+        self.cgroup.set_limits(
+            limits.memory_kib.map(|k| k.saturating_mul(1024)),
+            limits.processes,
+        )?;
         let meter = self.cgroup.begin_run()?;
 
         // Everything the children touch is built here, before the clone.
@@ -247,8 +272,16 @@ impl SandboxBox {
             .iter()
             .map(|(k, v)| CString::new(format!("{k}={v}")).unwrap_or_default())
             .collect();
-        let argv: Vec<*const c_char> = argv_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
-        let envp: Vec<*const c_char> = envp_c.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+        let argv: Vec<*const c_char> = argv_c
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
+        let envp: Vec<*const c_char> = envp_c
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain([std::ptr::null()])
+            .collect();
 
         let stdin = stdin_fd(spec.stdin)?;
         let (out_r, out_w) = pipe()?;
@@ -352,11 +385,15 @@ fn validate(spec: &RunSpec) -> Result<(), SandboxError> {
     }
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(SandboxError::Invalid(format!("invalid environment variable {k:?}")));
+            return Err(SandboxError::Invalid(format!(
+                "invalid environment variable {k:?}"
+            )));
         }
     }
     if spec.extra_fds.len() > MAX_EXTRA_FDS {
-        return Err(SandboxError::Invalid(format!("at most {MAX_EXTRA_FDS} extra descriptors")));
+        return Err(SandboxError::Invalid(format!(
+            "at most {MAX_EXTRA_FDS} extra descriptors"
+        )));
     }
     for f in &spec.files {
         if !valid_file_name(&f.name) {
@@ -368,7 +405,10 @@ fn validate(spec: &RunSpec) -> Result<(), SandboxError> {
             return Err(SandboxError::BadFileName(b.name.clone()));
         }
         if !b.host.exists() {
-            return Err(SandboxError::Invalid(format!("bind source {} does not exist", b.host.display())));
+            return Err(SandboxError::Invalid(format!(
+                "bind source {} does not exist",
+                b.host.display()
+            )));
         }
     }
     Ok(())
@@ -413,11 +453,15 @@ fn stdin_fd(stdin: Stdin) -> Result<OwnedFd, SandboxError> {
             fcntl(
                 &fd,
                 FcntlArg::F_ADD_SEALS(
-                    SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_SEAL,
+                    SealFlag::F_SEAL_WRITE
+                        | SealFlag::F_SEAL_GROW
+                        | SealFlag::F_SEAL_SHRINK
+                        | SealFlag::F_SEAL_SEAL,
                 ),
             )
             .map_err(SandboxError::sys("sealing stdin"))?;
-            nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekSet).map_err(SandboxError::sys("lseek"))?;
+            nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekSet)
+                .map_err(SandboxError::sys("lseek"))?;
             Ok(fd)
         }
     }
@@ -450,7 +494,11 @@ pub(crate) fn describe_failure(rec: &[u8; ERR_RECORD], program: &str, steps_hint
     let errno = Errno::from_raw(i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]));
     match Stage::from_u32(stage) {
         Some(Stage::Exec) => format!("cannot execute {program:?}: {}", errno.desc()),
-        Some(s) => format!("sandbox setup failed while {}{steps_hint}: {}", s.describe(), errno.desc()),
+        Some(s) => format!(
+            "sandbox setup failed while {}{steps_hint}: {}",
+            s.describe(),
+            errno.desc()
+        ),
         None => format!("sandbox setup failed: {}", errno.desc()),
     }
 }

@@ -41,7 +41,9 @@ pub struct BoxDir {
 }
 
 fn beneath() -> ResolveFlag {
-    ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS
+    ResolveFlag::RESOLVE_BENEATH
+        | ResolveFlag::RESOLVE_NO_SYMLINKS
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS
 }
 
 fn io_err(what: &'static str, name: &str, errno: Errno) -> SandboxError {
@@ -79,7 +81,13 @@ impl BoxDir {
         }
         let mode = if executable { 0o755 } else { 0o644 };
         let how = OpenHow::new()
-            .flags(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .flags(
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
+            )
             .mode(Mode::from_bits_truncate(mode))
             .resolve(beneath());
         let fd = openat2(&self.fd, name, how).map_err(|e| io_err("creating", name, e))?;
@@ -121,7 +129,9 @@ impl BoxDir {
         let fd = openat2(&self.fd, name, how).map_err(|e| io_err("opening", name, e))?;
         let st = fstat(&fd).map_err(|e| io_err("stat", name, e))?;
         if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-            return Err(SandboxError::NotRegular { name: name.to_string() });
+            return Err(SandboxError::NotRegular {
+                name: name.to_string(),
+            });
         }
         let mut buf = Vec::with_capacity((st.st_size.max(0) as usize).min(cap));
         let file = File::from(fd);
@@ -139,8 +149,13 @@ impl BoxDir {
 
     /// The top-level entries of `/box`.
     pub fn list(&self) -> Result<Vec<BoxEntry>, SandboxError> {
-        let mut dir = Dir::openat(&self.fd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| io_err("listing", "", e))?;
+        let mut dir = Dir::openat(
+            &self.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("listing", "", e))?;
         let mut out = Vec::new();
         for entry in dir.iter().flatten() {
             let Ok(name) = entry.file_name().to_str() else {
@@ -178,8 +193,13 @@ fn clear_dir(dirfd: std::os::fd::BorrowedFd<'_>, depth: usize) -> Result<bool, S
     if depth > MAX_DEPTH {
         return Ok(false);
     }
-    let mut dir = Dir::openat(dirfd, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| io_err("listing", "", e))?;
+    let mut dir = Dir::openat(
+        dirfd,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("listing", "", e))?;
     let mut names = Vec::new();
     for entry in dir.iter().flatten() {
         let bytes = entry.file_name().to_bytes();
@@ -208,7 +228,8 @@ fn clear_dir(dirfd: std::os::fd::BorrowedFd<'_>, depth: usize) -> Result<bool, S
             if !clear_dir(sub.as_fd(), depth + 1)? {
                 return Ok(false);
             }
-            unlinkat(dirfd, name.as_c_str(), UnlinkatFlags::RemoveDir).map_err(|e| io_err("removing", "", e))?;
+            unlinkat(dirfd, name.as_c_str(), UnlinkatFlags::RemoveDir)
+                .map_err(|e| io_err("removing", "", e))?;
         } else {
             match unlinkat(dirfd, name.as_c_str(), UnlinkatFlags::NoRemoveDir) {
                 Ok(()) | Err(Errno::ENOENT) => {}

@@ -198,7 +198,9 @@ fn program_main(plan: &ChildPlan<'_>) -> ! {
         report(err_w, Stage::DropPrivileges, e, 1);
     }
     if let Some(filter) = plan.filter {
-        if let Err(e) = sys::seccomp_load(&filter.nosys).and_then(|()| sys::seccomp_load(&filter.deny)) {
+        if let Err(e) =
+            sys::seccomp_load(&filter.nosys).and_then(|()| sys::seccomp_load(&filter.deny))
+        {
             report(err_w, Stage::Seccomp, e, 0);
         }
     }

@@ -74,13 +74,9 @@ impl Step {
     /// Carries the step out. Async-signal-safe: no allocation.
     pub(crate) fn run(&self) -> Result<(), Errno> {
         match self {
-            Step::MakePrivate => sys::mount(
-                None,
-                c"/",
-                None,
-                libc::MS_REC | libc::MS_PRIVATE,
-                None,
-            ),
+            Step::MakePrivate => {
+                sys::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+            }
             Step::Tmpfs {
                 target,
                 data,
@@ -139,7 +135,16 @@ pub(crate) fn box_root_plan(config: &SandboxConfig, stage: &Path, uid: u32, gid:
             flags: libc::MS_NOSUID | libc::MS_NODEV,
         },
     ];
-    for dir in ["usr", "etc", "dev", "proc", "tmp", "box", "opt", "opt/evaler"] {
+    for dir in [
+        "usr",
+        "etc",
+        "dev",
+        "proc",
+        "tmp",
+        "box",
+        "opt",
+        "opt/evaler",
+    ] {
         steps.push(Step::Mkdir(r(dir)));
     }
     steps.push(Step::Bind {
@@ -155,7 +160,11 @@ pub(crate) fn box_root_plan(config: &SandboxConfig, stage: &Path, uid: u32, gid:
     }
     for name in &config.etc_allow {
         if crate::spec::valid_file_name(name) {
-            add_host_entry(&mut steps, &Path::new("/etc").join(name), &stage.join("etc").join(name));
+            add_host_entry(
+                &mut steps,
+                &Path::new("/etc").join(name),
+                &stage.join("etc").join(name),
+            );
         }
     }
     let passwd = format!(
@@ -166,9 +175,15 @@ pub(crate) fn box_root_plan(config: &SandboxConfig, stage: &Path, uid: u32, gid:
         ("etc/passwd", passwd.into_bytes()),
         ("etc/group", group.into_bytes()),
         ("etc/hostname", b"evaler\n".to_vec()),
-        ("etc/hosts", b"127.0.0.1 localhost evaler\n::1 localhost\n".to_vec()),
+        (
+            "etc/hosts",
+            b"127.0.0.1 localhost evaler\n::1 localhost\n".to_vec(),
+        ),
     ] {
-        steps.push(Step::WriteFile { path: r(name), data });
+        steps.push(Step::WriteFile {
+            path: r(name),
+            data,
+        });
     }
     for dev in ["null", "zero", "full", "random", "urandom"] {
         let dst = stage.join("dev").join(dev);
@@ -217,7 +232,10 @@ pub(crate) fn box_tmpfs(config: &SandboxConfig, target: CString, uid: u32, gid: 
 /// Replaces `/box` with an empty filesystem, for when a program left a tree
 /// too deep to remove entry by entry.
 pub(crate) fn reset_box_plan(config: &SandboxConfig, uid: u32, gid: u32) -> Vec<Step> {
-    vec![Step::Umount(c"/box".into()), box_tmpfs(config, c"/box".into(), uid, gid)]
+    vec![
+        Step::Umount(c"/box".into()),
+        box_tmpfs(config, c"/box".into(), uid, gid),
+    ]
 }
 
 /// Mirrors one host entry into the new root: a symlink as the same symlink,

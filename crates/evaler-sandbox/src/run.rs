@@ -42,6 +42,8 @@ enum Cut {
     Cpu,
     Wall,
     Output(&'static str),
+    /// cgroup v1 OOM-kills one process, not the run: the rest is ended here.
+    Memory,
     Requested,
 }
 
@@ -69,7 +71,11 @@ impl ProcessHandle {
         let Ok(children) = std::fs::read_to_string(path) else {
             return false;
         };
-        let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()) else {
+        let Some(pid) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
             return false;
         };
         sys::kill(pid, sig).is_ok()
@@ -139,7 +145,11 @@ impl<'a> Running<'a> {
             pidfd: Arc::clone(&s.pidfd),
             killed: Arc::default(),
         };
-        Running { sandbox_box, s, handle }
+        Running {
+            sandbox_box,
+            s,
+            handle,
+        }
     }
 
     pub fn handle(&self) -> ProcessHandle {
@@ -181,6 +191,12 @@ impl<'a> Running<'a> {
                     wait = wait.min(limit - elapsed + Duration::from_micros(500));
                 }
             }
+            if s.limits.memory_kib.is_some() {
+                if s.meter.oom_killed()? {
+                    cut.get_or_insert(Cut::Memory);
+                }
+                wait = wait.min(Duration::from_millis(100));
+            }
             if out.over {
                 cut.get_or_insert(Cut::Output("stdout"));
             }
@@ -201,7 +217,12 @@ impl<'a> Running<'a> {
             }
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(_) | Err(Errno::EINTR) => {}
-                Err(errno) => return Err(SandboxError::Sys { what: "poll", errno }),
+                Err(errno) => {
+                    return Err(SandboxError::Sys {
+                        what: "poll",
+                        errno,
+                    })
+                }
             }
             let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
             drop(fds);
@@ -270,7 +291,9 @@ impl<'a> Running<'a> {
         } else if !libc::WIFEXITED(init_status) || libc::WEXITSTATUS(init_status) != 0 {
             // Init died without a report and we did not kill it.
             outcome.verdict = Verdict::SandboxError;
-            outcome.comment = format!("the sandbox's init process ended unexpectedly (wait status {init_status})");
+            outcome.comment = format!(
+                "the sandbox's init process ended unexpectedly (wait status {init_status})"
+            );
             return Ok(outcome);
         }
         judge(&mut outcome, cut, oom, &s.limits);
@@ -283,6 +306,16 @@ impl<'a> Running<'a> {
 /// process survived it; CPU over the limit is TLE even when the program
 /// managed to exit first.
 fn judge(o: &mut Outcome, cut: Option<Cut>, oom: bool, limits: &Limits) {
+    let mle = || {
+        (
+            Verdict::MemoryLimit,
+            format!(
+                "Memory limit exceeded (peak {} KiB, limit {} KiB)",
+                o.memory_kib,
+                limits.memory_kib.unwrap_or_default()
+            ),
+        )
+    };
     let (verdict, comment) = match cut {
         Some(Cut::Cpu) => (
             Verdict::TimeLimit,
@@ -308,14 +341,8 @@ fn judge(o: &mut Outcome, cut: Option<Cut>, oom: bool, limits: &Limits) {
             ),
         ),
         Some(Cut::Requested) => (Verdict::RuntimeError, "Killed on request".to_string()),
-        None if oom => (
-            Verdict::MemoryLimit,
-            format!(
-                "Memory limit exceeded (peak {} KiB, limit {} KiB)",
-                o.memory_kib,
-                limits.memory_kib.unwrap_or_default()
-            ),
-        ),
+        Some(Cut::Memory) => mle(),
+        None if oom => mle(),
         None => match (o.exit_code, o.signal, limits.cpu_time) {
             (_, _, Some(limit)) if o.cpu_time > limit => (
                 Verdict::TimeLimit,
@@ -336,7 +363,10 @@ fn judge(o: &mut Outcome, cut: Option<Cut>, oom: bool, limits: &Limits) {
             (_, Some(sig), _) => (Verdict::RuntimeError, killed_by(sig)),
             (Some(0), None, _) => (Verdict::Ok, String::new()),
             (Some(code), None, _) => (Verdict::RuntimeError, format!("Exited with status {code}")),
-            (None, None, _) => (Verdict::SandboxError, "the program's status was lost".to_string()),
+            (None, None, _) => (
+                Verdict::SandboxError,
+                "the program's status was lost".to_string(),
+            ),
         },
     };
     o.verdict = verdict;

@@ -64,7 +64,10 @@ impl Sandbox {
         let version = cgroups.version();
         match cgroups.sweep_stale() {
             Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "removed stale cgroups of dead evaler processes"),
+            Ok(n) => tracing::info!(
+                removed = n,
+                "removed stale cgroups of dead evaler processes"
+            ),
             Err(e) => tracing::warn!(error = %e, "could not sweep stale cgroups"),
         }
         let instance = cgroups.create_instance()?;

@@ -109,7 +109,12 @@ fn arch() -> Result<TargetArch, SandboxError> {
     TargetArch::try_from(std::env::consts::ARCH).map_err(|e| SandboxError::Seccomp(e.to_string()))
 }
 
-fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SandboxError> {
+fn cond(
+    arg: u8,
+    len: SeccompCmpArgLen,
+    op: SeccompCmpOp,
+    value: u64,
+) -> Result<SeccompCondition, SandboxError> {
     SeccompCondition::new(arg, len, op, value).map_err(|e| SandboxError::Seccomp(e.to_string()))
 }
 
@@ -130,7 +135,12 @@ pub fn build() -> Result<Filter, SandboxError> {
         .iter()
         .map(|&flag| {
             let flag = flag as u64;
-            rule(vec![cond(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)?])
+            rule(vec![cond(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(flag),
+                flag,
+            )?])
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_clone, clone_rules);
@@ -139,7 +149,14 @@ pub fn build() -> Result<Filter, SandboxError> {
     // so a 64-bit compare could be dodged by setting it.
     let ioctl_rules = [libc::TIOCSTI, libc::TIOCLINUX]
         .iter()
-        .map(|&req| rule(vec![cond(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)?]))
+        .map(|&req| {
+            rule(vec![cond(
+                1,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                req,
+            )?])
+        })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);
     // An exclusive flock on a shared read-only system file would stall every
@@ -183,7 +200,11 @@ mod tests {
     fn filter_builds_and_fits_the_kernel_limit() {
         let f = build().expect("filter builds");
         // BPF programs are limited to 4096 instructions.
-        assert!(!f.deny.is_empty() && f.deny.len() < 4096, "{}", f.deny.len());
+        assert!(
+            !f.deny.is_empty() && f.deny.len() < 4096,
+            "{}",
+            f.deny.len()
+        );
         assert!(!f.nosys.is_empty() && f.nosys.len() < 4096);
     }
 }

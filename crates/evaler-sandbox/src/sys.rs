@@ -203,7 +203,14 @@ pub fn close_range(first: RawFd, last: RawFd) {
         return;
     }
     // SAFETY: close_range only takes integers.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, 0) };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0,
+        )
+    };
     if ret != 0 {
         for fd in first..=last {
             close(fd);
@@ -217,7 +224,10 @@ pub fn close_from(first: RawFd) {
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, u32::MAX, 0) };
     if ret != 0 {
         // Kernels before 5.9: close one by one up to the soft limit.
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: getrlimit writes into our stack struct.
         let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
             lim.rlim_cur.min(1 << 20) as RawFd
@@ -241,13 +251,18 @@ pub fn setrlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> S
 
 /// Drops to `uid`/`gid` for good, with no supplementary groups. Leaving uid 0
 /// for a non-zero uid clears every capability.
+///
+/// Raw system calls on purpose: glibc's wrappers apply credential changes to
+/// every thread of the process (`__nptl_setxid`), and a child cloned from a
+/// multi-threaded parent still carries glibc's list of the parent's threads,
+/// so the wrapper would wait forever for threads that do not exist here.
 pub fn drop_to(uid: libc::uid_t, gid: libc::gid_t) -> SysResult<()> {
     // SAFETY: setgroups with a zero-length list reads nothing.
-    check(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    check_long(unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) })?;
     // SAFETY: integer arguments.
-    check(unsafe { libc::setresgid(gid, gid, gid) })?;
+    check_long(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })?;
     // SAFETY: integer arguments.
-    check(unsafe { libc::setresuid(uid, uid, uid) })?;
+    check_long(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })?;
     Ok(())
 }
 

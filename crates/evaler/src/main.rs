@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "evaler", version, about = "Runs untrusted code fast and safely")]
+#[command(
+    name = "evaler",
+    version,
+    about = "Runs untrusted code fast and safely"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

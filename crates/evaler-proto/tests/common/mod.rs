@@ -42,7 +42,13 @@ pub fn float() -> impl Strategy<Value = f64> {
 }
 
 pub fn int() -> impl Strategy<Value = i64> {
-    prop_oneof![Just(0i64), Just(i64::MIN), Just(i64::MAX), -1000..1000i64, any::<i64>()]
+    prop_oneof![
+        Just(0i64),
+        Just(i64::MIN),
+        Just(i64::MAX),
+        -1000..1000i64,
+        any::<i64>()
+    ]
 }
 
 pub fn status() -> impl Strategy<Value = RunStatus> {
@@ -128,8 +134,11 @@ pub fn test_packet() -> impl Strategy<Value = Test> {
 
 pub fn judge_request() -> impl Strategy<Value = JudgeRequest> {
     prop_oneof![
-        (int(), text(), text())
-            .prop_map(|(id, code, lang)| JudgeRequest::Compile(Compile { id, code, lang })),
+        (int(), text(), text()).prop_map(|(id, code, lang)| JudgeRequest::Compile(Compile {
+            id,
+            code,
+            lang
+        })),
         test_packet().prop_map(JudgeRequest::Test),
         int().prop_map(|id| JudgeRequest::SRemove(SRemove { id })),
         int().prop_map(|count| JudgeRequest::Assign(Assign { count })),
@@ -164,15 +173,22 @@ pub fn tresponse() -> impl Strategy<Value = TResponse> {
 
 pub fn judge_reply() -> impl Strategy<Value = JudgeReply> {
     prop_oneof![
-        (int(), text(), any::<bool>(), text(), prop::option::of(float())).prop_map(
-            |(id, output, success, other, time)| JudgeReply::CResponse(CResponse {
-                id,
-                output,
-                success,
-                other,
-                time,
-            })
-        ),
+        (
+            int(),
+            text(),
+            any::<bool>(),
+            text(),
+            prop::option::of(float())
+        )
+            .prop_map(|(id, output, success, other, time)| JudgeReply::CResponse(
+                CResponse {
+                    id,
+                    output,
+                    success,
+                    other,
+                    time,
+                }
+            )),
         tresponse().prop_map(JudgeReply::TResponse),
         error_packet().prop_map(JudgeReply::Error),
     ]

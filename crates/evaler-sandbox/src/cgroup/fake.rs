@@ -79,7 +79,10 @@ pub(crate) fn before_rmdir(path: &Path) {
         return;
     };
     let entries: Vec<_> = rd.flatten().collect();
-    if entries.iter().any(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+    if entries
+        .iter()
+        .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    {
         return;
     }
     for e in entries {

@@ -57,12 +57,6 @@ pub(crate) fn read_file(path: &Path) -> Result<String, CgroupError> {
     fs::read_to_string(path).map_err(|e| CgroupError::io("read", path, e))
 }
 
-pub(crate) fn read_u64(path: &Path) -> Result<u64, CgroupError> {
-    let s = read_file(path)?;
-    parse::parse_u64(s.as_bytes())
-        .ok_or_else(|| CgroupError::parse("parse", path, format!("not a number: {:?}", s.trim())))
-}
-
 /// Opens a control file read-only (close-on-exec) for repeated `pread`s.
 pub(crate) fn open_read(path: &Path) -> Result<File, CgroupError> {
     OpenOptions::new()
@@ -118,7 +112,10 @@ fn bad_number(path: &Path, content: &[u8]) -> CgroupError {
     CgroupError::parse(
         "parse",
         path,
-        format!("not a number: {:?}", String::from_utf8_lossy(content).trim()),
+        format!(
+            "not a number: {:?}",
+            String::from_utf8_lossy(content).trim()
+        ),
     )
 }
 

@@ -57,7 +57,9 @@
 //! accounting (not tick sampling). v1: `cpuacct.usage` (ns); v2: `cpu.stat`
 //! `usage_usec` (µs). Time a process spent before joining the box (between
 //! fork and its write to `cgroup.procs`) is not included; that window is a
-//! few microseconds of evaler's own code.
+//! few microseconds of evaler's own code. No CPU bandwidth limit is set
+//! (the v1 `cpu` hierarchy is not joined): time limits are enforced by the
+//! supervisor from this figure.
 //!
 //! **Memory peak** ([`RunMeter::memory_peak_bytes`]): the high-water mark of
 //! the memory charged to the box. What the kernel charges to a memory cgroup
@@ -73,13 +75,18 @@
 //!   baseline (see below);
 //! * kernel memory allocated on the box's behalf with accounting
 //!   (page tables, kernel stacks, dentries/inodes, pipe and socket
-//!   buffers...). v2 always charges it; v1 does on Linux >= 4.6 unless
-//!   booted with `cgroup.memory=nokmem`;
+//!   buffers...). v2 always charges it; v1 does too since about Linux 4.6
+//!   (kmem accounting on by default) unless booted with
+//!   `cgroup.memory=nokmem`;
 //! * v1 with swap accounting: swap too (`memory.memsw.*`); we report
 //!   `max(memory.max_usage_in_bytes, memory.memsw.max_usage_in_bytes)`.
 //!   v2 reports `memory.peak`, RAM only, and forbids swap whenever a memory
 //!   limit is set (`memory.swap.max = 0`).
 //!
+//! Charges are not moved when a process joins (v1
+//! `memory.move_charge_at_immigrate` is left at 0; v2 never moves them):
+//! what the forked child touched before joining stays charged to evaler's
+//! cgroup, and everything after `execve` is charged to the box.
 //! Pages shared with processes outside the box (e.g. the page cache of a
 //! libc already cached by someone else) are charged to whichever cgroup
 //! touched them first, so they usually do not count. Resetting the peak
@@ -239,11 +246,19 @@ impl Cgroups {
         let mounts = parse_mountinfo(mountinfo);
         let lines = parse_proc_cgroup(proc_self_cgroup);
         let why_not_v2 = match detect_v2(&mounts, &lines, root) {
-            Ok(layout) => return Ok(Cgroups { layout: Arc::new(layout) }),
+            Ok(layout) => {
+                return Ok(Cgroups {
+                    layout: Arc::new(layout),
+                })
+            }
             Err(why) => why,
         };
         let why_not_v1 = match detect_v1(&mounts, &lines, root) {
-            Ok(layout) => return Ok(Cgroups { layout: Arc::new(layout) }),
+            Ok(layout) => {
+                return Ok(Cgroups {
+                    layout: Arc::new(layout),
+                })
+            }
             Err(why) => why,
         };
         Err(CgroupError::Unsupported(format!(
@@ -432,7 +447,9 @@ impl Cgroups {
                 ),
             ));
         }
-        let leaf = h.base.join(format!("{INSTANCE_PREFIX}{me}{SELF_LEAF_SUFFIX}"));
+        let leaf = h
+            .base
+            .join(format!("{INSTANCE_PREFIX}{me}{SELF_LEAF_SUFFIX}"));
         match fsops::mkdir(&leaf) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -491,16 +508,20 @@ fn detect_v2(
             base.pop();
             rel = rel
                 .rsplit_once('/')
-                .map(|(p, _)| if p.is_empty() { "/".to_string() } else { p.to_string() })
+                .map(|(p, _)| {
+                    if p.is_empty() {
+                        "/".to_string()
+                    } else {
+                        p.to_string()
+                    }
+                })
                 .unwrap_or_else(|| "/".into());
         }
         let ctl_path = base.join("cgroup.controllers");
         let available = match fs::read_to_string(&ctl_path) {
             Ok(s) => s,
             Err(e) => {
-                why.get_or_insert_with(|| {
-                    format!("cannot read {} ({e})", ctl_path.display())
-                });
+                why.get_or_insert_with(|| format!("cannot read {} ({e})", ctl_path.display()));
                 continue;
             }
         };
@@ -620,11 +641,9 @@ impl Node {
             let made = match fsops::mkdir(&dir) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     tracing::warn!(path = %dir.display(), "cgroup: replacing leftover group");
-                    fsops::destroy_tree(&dir, &h.membership(rel.clone(), true))
-                        .and_then(|()| {
-                            fsops::mkdir(&dir)
-                                .map_err(|e| CgroupError::io("create directory", &dir, e))
-                        })
+                    fsops::destroy_tree(&dir, &h.membership(rel.clone(), true)).and_then(|()| {
+                        fsops::mkdir(&dir).map_err(|e| CgroupError::io("create directory", &dir, e))
+                    })
                 }
                 other => other.map_err(|e| CgroupError::io("create directory", &dir, e)),
             };

@@ -111,14 +111,19 @@ pub fn main(args: RunArgs) -> Result<i32> {
         Err(e) => Outcome::sandbox_error(format!("{e:#}")),
     };
     report(&outcome, args.json)?;
-    Ok(if outcome.verdict == Verdict::SandboxError { 1 } else { 0 })
+    Ok(if outcome.verdict == Verdict::SandboxError {
+        1
+    } else {
+        0
+    })
 }
 
 fn run(spec: RunSpec, dir: Option<&Path>) -> Result<Outcome> {
     let sandbox = Sandbox::new(SandboxConfig::default()).context("starting the sandbox")?;
     let mut sandbox_box = sandbox.open_box().context("opening a box")?;
     if let Some(dir) = dir {
-        copy_into(dir, sandbox_box.files(), 0).with_context(|| format!("copying {} into the box", dir.display()))?;
+        copy_into(dir, sandbox_box.files(), 0)
+            .with_context(|| format!("copying {} into the box", dir.display()))?;
     }
     Ok(sandbox_box.run(spec)?)
 }

@@ -1,0 +1,540 @@
+"""Protocol and semantics tests for evaler's Python and Ruby session servers.
+
+Standard library only:
+
+    /usr/bin/python3 -m unittest discover -s servers/tests -v
+
+Each server is started the way the supervisor starts it (see the READMEs),
+in --listen 127.0.0.1:0 mode for most tests and with a socketpair on an
+inherited fd for the fd-mode tests.  $EVALER_TEST_PYTHON and
+$EVALER_TEST_RUBY pick the interpreters (default /usr/bin/python3, ruby on
+PATH); the Ruby tests are skipped when no ruby is found.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVERS = os.path.dirname(HERE)
+PYTHON = os.environ.get("EVALER_TEST_PYTHON", "/usr/bin/python3")
+RUBY = os.environ.get("EVALER_TEST_RUBY") or shutil.which("ruby")
+
+PY_CMD = [PYTHON, "-I", "-X", "utf8", os.path.join(SERVERS, "python", "server.py")]
+RB_CMD = [RUBY or "ruby", "--disable-gems", os.path.join(SERVERS, "ruby", "server.rb")]
+
+TIMEOUT = 10.0
+MAX_LINE = 64 << 20
+CAP = 8 << 20
+
+
+class Conn:
+    """A client connection speaking newline-delimited JSON."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.sock.settimeout(TIMEOUT)
+        self.buf = b""
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, obj):
+        self.send_raw((json.dumps(obj) + "\n").encode())
+
+    def recv_line(self, timeout=TIMEOUT):
+        """Next line (bytes, without newline) or None at EOF."""
+        self.sock.settimeout(timeout)
+        while b"\n" not in self.buf:
+            try:
+                data = self.sock.recv(1 << 20)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                return None
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+    def recv(self, timeout=TIMEOUT):
+        line = self.recv_line(timeout)
+        if line is None:
+            return None
+        obj = json.loads(line.decode("utf-8"))
+        assert isinstance(obj, dict) and isinstance(obj.get("type"), str), obj
+        return obj
+
+    def run(self, code, kind="RUN", timeout=TIMEOUT):
+        self.send({"type": kind, "code": code})
+        reply = self.recv(timeout)
+        assert reply is not None, "connection closed instead of a RESULT"
+        assert reply["type"] == "RESULT", reply
+        return reply
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Server:
+    """A server process in --listen mode."""
+
+    def __init__(self, cmd, env=None):
+        self.proc = subprocess.Popen(cmd + ["--listen", "127.0.0.1:0"], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("LISTENING "):
+            self.proc.kill()
+            raise AssertionError("no LISTENING line: %r %r" % (line, self.proc.stderr.read()))
+        host, _, port = line.split()[1].rpartition(":")
+        self.addr = (host, int(port))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def connect(self):
+        return Conn(socket.create_connection(self.addr, timeout=TIMEOUT))
+
+    def wait(self, timeout=5.0):
+        return self.proc.wait(timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            f.close()
+
+
+def wait_for_file(path, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise AssertionError("cell never started (no %s)" % path)
+        time.sleep(0.005)
+
+
+class ServerTests:
+    """Tests shared by both servers; subclasses give the command and snippets."""
+
+    CMD = None
+    S = {}          # snippet name -> code
+    SERVER_FILE = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(cls.CMD)
+        cls.conn = cls.server.connect()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.conn.close()
+        cls.server.stop()
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="evaler-test-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def run_ok(self, code):
+        r = self.conn.run(code)
+        self.assertEqual(r["status"], "ok", r)
+        return r
+
+    def fresh(self):
+        srv = Server(self.CMD)
+        self.addCleanup(srv.stop)
+        conn = srv.connect()
+        self.addCleanup(conn.close)
+        return srv, conn
+
+    # ---- state and values
+
+    def test_state_survives_between_runs(self):
+        self.run_ok(self.S["set_state"])
+        r = self.run_ok(self.S["use_state"])
+        self.assertEqual(r["value"], "42")
+        self.assertIsInstance(r["time"], float)
+
+    def test_trailing_value(self):
+        r = self.run_ok(self.S["value"])
+        self.assertEqual(r["value"], "[1, 2, 3]")
+        r = self.run_ok(self.S["no_value"])
+        self.assertNotIn("value", r)
+        self.assertEqual(r["stdout"], "x\n")
+        r = self.run_ok(self.S["value"])
+        r = self.run_ok(self.S["underscore"])
+        self.assertEqual(r["value"], "3")
+
+    def test_no_server_internals_in_namespace(self):
+        srv, conn = self.fresh()
+        r = conn.run(self.S["namespace"])
+        self.assertEqual(r["status"], "ok", r)
+        self.assertEqual(r["value"], self.S["namespace_expected"])
+
+    # ---- output capture
+
+    def test_stdout_stderr_capture(self):
+        r = self.run_ok(self.S["print_both"])
+        self.assertEqual(r["stdout"], "out1\nout2")
+        self.assertEqual(r["stderr"], "err1\n")
+        self.assertNotIn("truncated", r)
+
+    def test_child_process_output(self):
+        r = self.run_ok(self.S["children"])
+        self.assertEqual(r["stdout"], "a\nb\nc\nd")
+        self.assertEqual(r["stderr"], "e1\ne2\n")
+
+    def test_ordering_within_stream(self):
+        r = self.run_ok(self.S["ordering"])
+        expected = "".join("%d\ns%d\n" % (i, i) for i in range(5))
+        self.assertEqual(r["stdout"], expected)
+        r = self.run_ok(self.S["many_lines"])
+        self.assertEqual(r["stdout"], "".join("%d\n" % i for i in range(2000)))
+
+    def test_unflushed_output_at_cell_end(self):
+        r = self.run_ok(self.S["unflushed"])
+        self.assertEqual(r["stdout"], "buffered")
+        r = self.run_ok(self.S["after_unflushed"])
+        self.assertEqual(r["stdout"], "next\n")
+
+    def test_c_level_stdio_flushed(self):
+        if "c_printf" not in self.S:
+            self.skipTest("no C-level printf snippet")
+        r = self.run_ok(self.S["c_printf"])
+        self.assertEqual(r["stdout"], "py\nc-level")
+
+    def test_non_utf8_output_replaced(self):
+        r = self.run_ok(self.S["non_utf8"])
+        self.assertEqual(r["stdout"], "\ufffd\n")
+
+    def test_one_mib_output(self):
+        r = self.run_ok(self.S["one_mib"])
+        self.assertEqual(len(r["stdout"]), (1 << 20) + 1)
+        self.assertNotIn("truncated", r)
+
+    def test_output_over_cap_truncated(self):
+        r = self.run_ok(self.S["nine_mib"])
+        self.assertTrue(r.get("truncated"))
+        self.assertEqual(len(r["stdout"]), CAP)
+        self.assertEqual(r["stderr"], "tail\n")
+        r = self.run_ok(self.S["after_unflushed"])
+        self.assertEqual(r["stdout"], "next\n")
+        self.assertNotIn("truncated", r)
+
+    def test_background_process_does_not_hang_cell(self):
+        t0 = time.monotonic()
+        r = self.run_ok(self.S["background"])
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(r["stdout"], "done\n")
+        r = self.run_ok(self.S["after_unflushed"])
+        self.assertEqual(r["stdout"], "next\n")
+
+    def test_stdin_is_eof(self):
+        r = self.run_ok(self.S["stdin"])
+        self.assertEqual(r["value"], self.S["stdin_expected"])
+
+    # ---- errors
+
+    def test_exception_traceback_and_session_lives(self):
+        self.run_ok(self.S["set_state"])
+        r = self.conn.run(self.S["raise"])
+        self.assertEqual(r["status"], "error")
+        for s in self.S["raise_expected"]:
+            self.assertIn(s, r["stderr"])
+        self.assertNotIn(self.SERVER_FILE, r["stderr"])
+        self.assertNotIn("value", r)
+        r = self.run_ok(self.S["use_state"])
+        self.assertEqual(r["value"], "42")
+
+    def test_syntax_error(self):
+        r = self.conn.run(self.S["syntax"])
+        self.assertEqual(r["status"], "error")
+        self.assertIn(self.S["syntax_expected"], r["stderr"])
+        self.assertNotIn(self.SERVER_FILE, r["stderr"])
+
+    # ---- protocol
+
+    def test_ping(self):
+        self.conn.send({"type": "PING"})
+        self.assertEqual(self.conn.recv(), {"type": "CONNECTION-OK"})
+
+    def test_bad_packets(self):
+        bad = [
+            (b"this is not json\n", "JSON"),
+            (b"[1, 2]\n", "object"),
+            (b'"RUN"\n', "object"),
+            (b'{"code": "1"}\n', "type"),
+            (b'{"type": 7}\n', "type"),
+            (b'{"type": "NOPE"}\n', "NOPE"),
+            (b'{"type": "RUN"}\n', "code"),
+            (b'{"type": "RUN", "code": 5}\n', "code"),
+            (b'{"type": "RUNANDKILL", "code": null}\n', "code"),
+            (b'{"type": "RUN", "code": "\xff"}\n', "UTF-8"),
+        ]
+        for raw, word in bad:
+            self.conn.send_raw(raw)
+            reply = self.conn.recv()
+            self.assertEqual(reply["type"], "Error", (raw, reply))
+            self.assertIsInstance(reply["value"], str)
+            self.assertIn(word, reply["value"], raw)
+        # Extra fields are ignored; the server still serves.
+        self.conn.send({"type": "RUN", "code": self.S["use_state_literal"], "extra": [1]})
+        self.assertEqual(self.conn.recv()["value"], "7")
+        self.conn.send({"type": "PING", "id": 1})
+        self.assertEqual(self.conn.recv(), {"type": "CONNECTION-OK"})
+
+    def test_idle_interrupt_packet_and_sigint_are_noops(self):
+        self.conn.send({"type": "INTERRUPT"})
+        os.kill(self.server.pid, signal.SIGINT)
+        time.sleep(0.05)
+        self.conn.send({"type": "PING"})
+        self.assertEqual(self.conn.recv(), {"type": "CONNECTION-OK"})
+        self.assertIsNone(self.server.proc.poll())
+
+    def test_sigint_interrupts_running_cell(self):
+        self.run_ok(self.S["set_state"])
+        marker = os.path.join(self.tmp, "started")
+        self.conn.send({"type": "RUN", "code": self.S["sleep"] % marker})
+        wait_for_file(marker)
+        t0 = time.monotonic()
+        os.kill(self.server.pid, signal.SIGINT)
+        r = self.conn.recv(timeout=5)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(r["status"], "interrupted", r)
+        self.assertEqual(r["stdout"], "before\n")
+        self.assertIn(self.S["interrupt_expected"], r["stderr"])
+        self.assertNotIn(self.SERVER_FILE, r["stderr"])
+        r = self.run_ok(self.S["use_state"])
+        self.assertEqual(r["value"], "42")
+
+    def test_oversized_line_closes_connection(self):
+        srv, conn = self.fresh()
+        conn.send_raw(b"x" * (MAX_LINE + 10))
+        reply = conn.recv(timeout=20)
+        self.assertEqual(reply["type"], "Error")
+        self.assertIn("too large", reply["value"])
+        self.assertIsNone(conn.recv_line())
+        # listen mode: the next client gets the same session
+        conn2 = srv.connect()
+        self.addCleanup(conn2.close)
+        self.assertEqual(conn2.run(self.S["use_state_literal"])["value"], "7")
+
+    def test_reconnect_keeps_state(self):
+        srv, conn = self.fresh()
+        conn.run(self.S["set_state"])
+        conn.close()
+        conn2 = srv.connect()
+        self.addCleanup(conn2.close)
+        r = conn2.run(self.S["use_state"])
+        self.assertEqual(r["value"], "42")
+
+    # ---- ending the session
+
+    def check_exit(self, code, exit_code, stderr=""):
+        srv, conn = self.fresh()
+        r = conn.run(code)
+        self.assertEqual(r["status"], "exited", r)
+        self.assertEqual(r["exit_code"], exit_code)
+        self.assertEqual(r["stderr"], stderr)
+        self.assertIsNone(conn.recv_line(timeout=5))
+        self.assertEqual(srv.wait(5), exit_code)
+
+    def test_exit(self):
+        self.check_exit(self.S["exit0"], 0)
+
+    def test_exit_with_code(self):
+        self.check_exit(self.S["exit3"], 3)
+
+    def test_exit_with_message(self):
+        self.check_exit(self.S["exit_msg"], 1, "bye\n")
+
+    def test_runandkill(self):
+        srv, conn = self.fresh()
+        conn.send({"type": "RUNANDKILL", "code": self.S["runandkill"]})
+        r = conn.recv()
+        self.assertEqual(r["type"], "RESULT")
+        self.assertEqual(r["status"], "ok")
+        self.assertEqual(r["value"], "2")
+        self.assertEqual(r["stdout"], "hi\n")
+        self.assertIsNone(conn.recv_line(timeout=5))
+        self.assertEqual(srv.wait(5), 0)
+
+    def test_hard_exit_closes_connection(self):
+        srv, conn = self.fresh()
+        conn.send({"type": "RUN", "code": self.S["hard_exit"]})
+        self.assertIsNone(conn.recv_line(timeout=5))
+        self.assertEqual(srv.wait(5), 3)
+
+    def test_kill_packet(self):
+        srv, conn = self.fresh()
+        conn.send({"type": "KILL"})
+        self.assertIsNone(conn.recv_line(timeout=5))
+        self.assertEqual(srv.wait(5), 0)
+
+    # ---- fd mode (how the supervisor runs it)
+
+    def fd_mode(self, fd_number):
+        parent, child = socket.socketpair()
+        self.addCleanup(parent.close)
+        env = dict(os.environ)
+        if fd_number is None:                 # the default: fd 3, no EVALER_FD
+            env.pop("EVALER_FD", None)
+            cfd = child.fileno()
+            proc = subprocess.Popen(self.CMD, env=env, pass_fds=(3,),
+                                    preexec_fn=lambda: os.dup2(cfd, 3),
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        else:
+            env["EVALER_FD"] = str(child.fileno())
+            proc = subprocess.Popen(self.CMD, env=env, pass_fds=(child.fileno(),),
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        child.close()
+        self.addCleanup(lambda: (proc.poll() is None and proc.kill(), proc.wait()))
+        conn = Conn(parent)
+        r = conn.run(self.S["fd_mode"])
+        self.assertEqual(r["status"], "ok", r)
+        self.assertEqual(r["stdout"], "fd mode\n")
+        self.assertEqual(r["value"], "42")
+        conn.send({"type": "PING"})
+        self.assertEqual(conn.recv(), {"type": "CONNECTION-OK"})
+        parent.shutdown(socket.SHUT_WR)       # EOF: the server ends
+        self.assertIsNone(conn.recv_line())
+        self.assertEqual(proc.wait(5), 0)
+
+    def test_fd_mode_evaler_fd(self):
+        self.fd_mode(fd_number=True)
+
+    def test_fd_mode_default_fd3(self):
+        self.fd_mode(fd_number=None)
+
+
+class PythonServerTests(ServerTests, unittest.TestCase):
+    CMD = PY_CMD
+    SERVER_FILE = "server.py"
+    S = {
+        "set_state": "x = 41",
+        "use_state": "x + 1",
+        "use_state_literal": "3 + 4",
+        "value": "[1, 2] + [3]",
+        "no_value": "print('x')",
+        "underscore": "len(_)",
+        "namespace": "import sys\n(sorted(globals()), sys.argv)",
+        "namespace_expected": "(['__builtins__', '__doc__', '__loader__', '__name__', '__package__', "
+                              "'__spec__', 'sys'], [''])",
+        "print_both": "import sys\nprint('out1')\nsys.stderr.write('err1\\n')\nprint('out2', end='')",
+        "children": "import os, subprocess, sys\nprint('a')\nos.system('echo b')\n"
+                    "subprocess.run(['echo', 'c'])\nos.system('echo e1 >&2')\n"
+                    "sys.stderr.write('e2\\n')\nsys.stdout.write('d')",
+        "ordering": "import os\nfor i in range(5):\n    print(i)\n    os.system('echo s%d' % i)",
+        "many_lines": "for i in range(2000): print(i)",
+        "unflushed": "import io, sys\n"
+                     "sys.stdout = io.TextIOWrapper(open(1, 'wb', closefd=False), write_through=False)\n"
+                     "sys.stdout.write('buffered')",
+        "after_unflushed": "print('next')",
+        "c_printf": "import ctypes\nprint('py')\nctypes.CDLL(None).printf(b'c-level')\nNone",
+        "non_utf8": "import sys\nsys.stdout.buffer.write(b'\\xff\\n')\nNone",
+        "one_mib": "print('x' * (1 << 20))",
+        "nine_mib": "import sys\nsys.stdout.write('y' * (9 << 20))\nsys.stderr.write('tail\\n')\nNone",
+        "background": "import subprocess\nsubprocess.Popen(['sleep', '2'])\nprint('done')",
+        "stdin": "import sys\ntry:\n    input()\nexcept EOFError:\n    r = 'eof'\n(r, sys.stdin.read())",
+        "stdin_expected": "('eof', '')",
+        "raise": "def boom():\n    raise ValueError('bad')\n\nboom()",
+        "raise_expected": ["Traceback (most recent call last):\n  File \"<cell-", "in boom\n",
+                           "    raise ValueError('bad')\n", "ValueError: bad\n"],
+        "syntax": "x = (1,\n",
+        "syntax_expected": "SyntaxError:",
+        "sleep": "import time\nopen(%r, 'w').close()\nprint('before')\ntime.sleep(30)",
+        "interrupt_expected": "KeyboardInterrupt\n",
+        "exit0": "exit()",
+        "exit3": "import sys\nsys.exit(3)",
+        "exit_msg": "import sys\nsys.exit('bye')",
+        "runandkill": "print('hi')\n1 + 1",
+        "hard_exit": "import os\nos._exit(3)",
+        "fd_mode": "print('fd mode')\n6 * 7",
+    }
+
+    def test_traceback_shows_cell_source_and_user_modules(self):
+        mod = os.path.join(self.tmp, "evaler_user_mod.py")
+        with open(mod, "w") as f:
+            f.write("def f():\n    return 1 / 0\n")
+        r = self.conn.run("import sys\nsys.path.insert(0, %r)\nimport evaler_user_mod\n"
+                          "evaler_user_mod.f()" % self.tmp)
+        self.assertEqual(r["status"], "error")
+        self.assertIn("evaler_user_mod.py\", line 2, in f\n    return 1 / 0\n", r["stderr"])
+        self.assertTrue(r["stderr"].startswith("Traceback (most recent call last):\n  File \"<cell-"),
+                        r["stderr"])
+        self.assertIn("    evaler_user_mod.f()\n", r["stderr"])
+
+    def test_main_module_is_user_namespace(self):
+        r = self.run_ok("import __main__, pickle\nclass P: pass\n"
+                        "(__main__.__dict__ is globals(), type(pickle.loads(pickle.dumps(P()))).__name__)")
+        self.assertEqual(r["value"], "(True, 'P')")
+
+
+@unittest.skipIf(not RUBY, "ruby not installed")
+class RubyServerTests(ServerTests, unittest.TestCase):
+    CMD = RB_CMD
+    SERVER_FILE = "server.rb"
+    S = {
+        "set_state": "x = 41",
+        "use_state": "x + 1",
+        "use_state_literal": "3 + 4",
+        "value": "[1, 2] + [3]",
+        "no_value": "puts 'x'",
+        "underscore": "_.size",
+        "namespace": "[self.to_s, local_variables, defined?(EvalerServer), ARGV]",
+        "namespace_expected": '["main", [], nil, []]',
+        "print_both": "puts 'out1'\n$stderr.puts 'err1'\nprint 'out2'\nnil",
+        "children": "puts 'a'\nsystem('echo b')\npid = spawn('echo c'); Process.wait(pid)\n"
+                    "system('echo e1 >&2')\n$stderr.puts 'e2'\nprint 'd'\nnil",
+        "ordering": "5.times { |i| puts i; system(\"echo s#{i}\") }\nnil",
+        "many_lines": "2000.times { |i| puts i }\nnil",
+        "unflushed": "$stdout.sync = false\nprint 'buffered'\nnil",
+        "after_unflushed": "puts 'next'",
+        "non_utf8": "$stdout.write(\"\\xff\\n\".b)\nnil",
+        "one_mib": "puts 'x' * (1 << 20)",
+        "nine_mib": "$stdout.write('y' * (9 << 20))\n$stderr.puts 'tail'\nnil",
+        "background": "Process.detach(spawn('sleep 2'))\nputs 'done'",
+        "stdin": "[gets, $stdin.read, STDIN.eof?]",
+        "stdin_expected": '[nil, "", true]',
+        "raise": "def boom\n  raise ArgumentError, 'bad'\nend\n\nboom",
+        "raise_expected": ["<cell-", ":2:in `boom': bad (ArgumentError)\n", ":5:in `<main>'"],
+        "syntax": "x = (1,\n",
+        "syntax_expected": "syntax error",
+        "sleep": "File.write(%r, '')\nputs 'before'\nsleep 30",
+        "interrupt_expected": "Interrupt",
+        "exit0": "exit",
+        "exit3": "exit 3",
+        "exit_msg": "abort 'bye'",
+        "runandkill": "puts 'hi'\n1 + 1",
+        "hard_exit": "exit!(3)",
+        "fd_mode": "puts 'fd mode'\n6 * 7",
+    }
+
+    def test_methods_and_constants_persist(self):
+        self.run_ok("def triple(v) = v * 3\nclass Foo; BAR = 5; end")
+        r = self.run_ok("triple(Foo::BAR)")
+        self.assertEqual(r["value"], "15")
+
+    def test_require_installed_gem_lazily(self):
+        # started with --disable-gems: a require of a gem loads RubyGems on demand
+        r = self.run_ok("require 'json'\nJSON.generate([1])")
+        self.assertEqual(r["value"], '"[1]"')
+        r = self.conn.run("require 'evaler_no_such_lib'")
+        self.assertEqual(r["status"], "error")
+        self.assertIn("cannot load such file -- evaler_no_such_lib (LoadError)", r["stderr"])
+        self.assertNotIn(self.SERVER_FILE, r["stderr"])
+
+
+if __name__ == "__main__":
+    unittest.main()

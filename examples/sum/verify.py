@@ -58,9 +58,10 @@ class Runner:
         # Every namespace but the PID one: with --unshare-pid the program is
         # not reaped by bwrap itself, so wait4() would not see its CPU time
         # and memory.
-        box = ["/usr/bin/bwrap", "--unshare-user-try", "--unshare-ipc", "--unshare-net",
-               "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
-               "--ro-bind", "/usr", "/usr"]
+        # Inside, the program is nobody (65534), not root, as in evaler's boxes.
+        box = ["/usr/bin/bwrap", "--unshare-user", "--uid", "65534", "--gid", "65534",
+               "--unshare-ipc", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+               "--die-with-parent", "--ro-bind", "/usr", "/usr"]
         for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             p = Path("/" + name)
             if p.is_symlink():
@@ -111,11 +112,17 @@ class Runner:
         return status, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, timed_out
 
 
-def describe(status):
+def describe(status, bwrap=False):
     if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return f"signal {signal.Signals(sig).name}"
-    return f"exit {os.WEXITSTATUS(status)}"
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    code = os.WEXITSTATUS(status)
+    if bwrap and code > 128:
+        # bwrap reports its child's death by signal N as exit 128 + N.
+        try:
+            return f"exit {code} (signal {signal.Signals(code - 128).name})"
+        except ValueError:
+            pass
+    return f"exit {code}"
 
 
 def judge(runner, lang, solution, tests, limits, verbose):
@@ -138,7 +145,7 @@ def judge(runner, lang, solution, tests, limits, verbose):
                 lang["compile"], lang, work, os.devnull, log, log,
                 lim["compile_cpu_ms"] / 1000, lim["compile_wall_ms"] / 1000)
             if timed_out or status != 0:
-                return "CE", f"compile {describe(status)}: {log.read_text(errors='replace')[-2000:]}"
+                return "CE", f"compile {describe(status, runner.bwrap)}: {log.read_text(errors='replace')[-2000:]}"
             if verbose:
                 print(f"    compiled in {time.monotonic() - t0:.2f}s wall, {cpu:.2f}s cpu")
         run = [expand(a, values) for a in lang["run"]]
@@ -147,7 +154,7 @@ def judge(runner, lang, solution, tests, limits, verbose):
             status, cpu, rss, timed_out = runner.run(
                 run, lang, work, HERE / "tests" / f"{name}.in", out, err,
                 time_s, limits["wall_ms"] / 1000, stack_kib * 1024)
-            detail = f"{name}: {describe(status)}, {cpu:.2f}s cpu, {rss // 1024} MiB"
+            detail = f"{name}: {describe(status, runner.bwrap)}, {cpu:.2f}s cpu, {rss // 1024} MiB"
             if verbose:
                 print(f"    {detail}")
             if timed_out or cpu > time_s:

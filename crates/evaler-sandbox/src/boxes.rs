@@ -21,9 +21,10 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 use crate::cgroup::BoxCgroup;
 use crate::error::SandboxError;
 use crate::files::BoxDir;
-use crate::launch::{self, ChildPlan, Stage, ERR_RECORD};
+use crate::keeper::Keeper;
+use crate::launch::{self, ChildPlan, ProgramPlan, Stage, ERR_RECORD};
 use crate::rootfs::{self, cstr, Step};
-use crate::run::Running;
+use crate::run::{Origin, Running};
 use crate::sandbox::Sandbox;
 use crate::spec::{base_env, valid_file_name, RunSpec, Stdin};
 use crate::sys;
@@ -39,7 +40,14 @@ pub struct SandboxBox {
     pub(crate) cgroup: BoxCgroup,
     mnt_ns: OwnedFd,
     net_ns: OwnedFd,
+    /// Starts the runs that need nothing per-run of the mount namespace.
+    pub(crate) keeper: Keeper,
+    /// The keeper stopped answering; rebuilt before the next run.
+    pub(crate) keeper_broken: bool,
     dir: BoxDir,
+    /// The keeper's `/tmp` and `/dev/shm`, emptied after every run.
+    tmp: BoxDir,
+    shm: BoxDir,
     /// The per-run mounts without extra binds, built once.
     default_steps: Vec<Step>,
     _slot_lock: Flock<File>,
@@ -161,6 +169,50 @@ fn open_proc(pid: libc::pid_t, rel: &str, extra: libc::c_int) -> Result<OwnedFd,
         })
 }
 
+/// What a box's keeper holds: the namespaces and the host-side handles on
+/// its scratch filesystems.
+struct Parts {
+    keeper: Keeper,
+    mnt_ns: OwnedFd,
+    net_ns: OwnedFd,
+    dir: BoxDir,
+    tmp: BoxDir,
+    shm: BoxDir,
+}
+
+fn build(
+    sandbox: &Sandbox,
+    slot: u32,
+    uid: u32,
+    gid: u32,
+    cgroup: &BoxCgroup,
+) -> Result<Parts, SandboxError> {
+    let inner = &sandbox.inner;
+    let steps = rootfs::box_root_plan(&inner.config, &inner.stage, uid, gid);
+    let join = cgroup.join_files()?;
+    let join_raw: Vec<RawFd> = join.iter().map(AsRawFd::as_raw_fd).collect();
+    let filter = inner.config.seccomp.then_some(&inner.filter);
+    let keeper = Keeper::start(&steps, &join_raw, filter, uid, gid).map_err(|(step, errno)| {
+        SandboxError::Prepare {
+            index: slot,
+            step,
+            errno,
+        }
+    })?;
+    drop(join);
+    let box_fd = open_proc(keeper.pid, "root/box", libc::O_DIRECTORY)?;
+    let tmp_fd = open_proc(keeper.pid, "root/tmp", libc::O_DIRECTORY)?;
+    let shm_fd = open_proc(keeper.pid, "root/dev/shm", libc::O_DIRECTORY)?;
+    Ok(Parts {
+        mnt_ns: open_proc(keeper.pid, "ns/mnt", 0)?,
+        net_ns: open_proc(keeper.pid, "ns/net", 0)?,
+        keeper,
+        dir: BoxDir::new(box_fd, uid, gid),
+        tmp: BoxDir::new(tmp_fd, 0, 0),
+        shm: BoxDir::new(shm_fd, 0, 0),
+    })
+}
+
 impl SandboxBox {
     pub(crate) fn open(
         sandbox: Sandbox,
@@ -171,31 +223,39 @@ impl SandboxBox {
         let uid = inner.config.uid_base + slot;
         let gid = uid;
         let cgroup = inner.cgroups.create_box(slot)?;
-        let steps = rootfs::box_root_plan(&inner.config, &inner.stage, uid, gid);
-        let helper = start_helper(libc::CLONE_NEWNS | libc::CLONE_NEWNET, None, &steps).map_err(
-            |(step, errno)| SandboxError::Prepare {
-                index: slot,
-                step,
-                errno,
-            },
-        )?;
-        let mnt_ns = open_proc(helper.pid, "ns/mnt", 0)?;
-        let net_ns = open_proc(helper.pid, "ns/net", 0)?;
-        let box_fd = open_proc(helper.pid, "root/box", libc::O_DIRECTORY)?;
-        drop(helper);
+        let parts = build(&sandbox, slot, uid, gid, &cgroup)?;
         let default_steps = rootfs::run_plan(&inner.config, &[]);
         Ok(SandboxBox {
             uid,
             gid,
             slot,
             cgroup,
-            mnt_ns,
-            net_ns,
-            dir: BoxDir::new(box_fd, uid, gid),
+            mnt_ns: parts.mnt_ns,
+            net_ns: parts.net_ns,
+            keeper: parts.keeper,
+            keeper_broken: false,
+            dir: parts.dir,
+            tmp: parts.tmp,
+            shm: parts.shm,
             default_steps,
             _slot_lock: lock,
             sandbox,
         })
+    }
+
+    /// Replaces a keeper that died (the box's namespaces died with it) by a
+    /// fresh one with fresh namespaces.
+    fn rebuild(&mut self) -> Result<(), SandboxError> {
+        tracing::warn!(slot = self.slot, "the box keeper died; rebuilding the box");
+        let parts = build(&self.sandbox, self.slot, self.uid, self.gid, &self.cgroup)?;
+        self.mnt_ns = parts.mnt_ns;
+        self.net_ns = parts.net_ns;
+        self.keeper = parts.keeper;
+        self.dir = parts.dir;
+        self.tmp = parts.tmp;
+        self.shm = parts.shm;
+        self.keeper_broken = false;
+        Ok(())
     }
 
     /// The box's slot number (its uid is `uid_base + slot`).
@@ -207,9 +267,12 @@ impl SandboxBox {
         self.uid
     }
 
-    /// Host pids of the processes in the box's cgroup (empty between runs).
+    /// Host pids of the run processes in the box's cgroup (none between
+    /// runs). The box keeper is not one of them.
     pub fn processes(&self) -> Result<Vec<i32>, SandboxError> {
-        Ok(self.cgroup.procs()?)
+        let mut procs = self.cgroup.procs()?;
+        procs.retain(|&p| p != self.keeper.pid);
+        Ok(procs)
     }
 
     /// The box's working directory (`/box` inside), from the host side.
@@ -224,18 +287,37 @@ impl SandboxBox {
             return Ok(());
         }
         let steps = rootfs::reset_box_plan(&self.sandbox.inner.config, self.uid, self.gid);
+        self.dir = BoxDir::new(self.remount(&steps, "root/box")?, self.uid, self.gid);
+        Ok(())
+    }
+
+    /// Empties the keeper's `/tmp` and `/dev/shm`, replacing a filesystem
+    /// whose tree is too deep to walk.
+    fn clear_scratch(&mut self) -> Result<(), SandboxError> {
+        let config = &self.sandbox.inner.config;
+        if !self.tmp.clear()? {
+            let steps = rootfs::reset_scratch_plan(config, c"/tmp");
+            self.tmp = BoxDir::new(self.remount(&steps, "root/tmp")?, 0, 0);
+        }
+        if !self.shm.clear()? {
+            let steps = rootfs::reset_scratch_plan(config, c"/dev/shm");
+            self.shm = BoxDir::new(self.remount(&steps, "root/dev/shm")?, 0, 0);
+        }
+        Ok(())
+    }
+
+    /// Runs `steps` in the box's mount namespace and opens `rel` (under the
+    /// helper's `/proc/PID/`) afterwards.
+    fn remount(&self, steps: &[Step], rel: &str) -> Result<OwnedFd, SandboxError> {
         let helper =
-            start_helper(0, Some(self.mnt_ns.as_raw_fd()), &steps).map_err(|(step, errno)| {
+            start_helper(0, Some(self.mnt_ns.as_raw_fd()), steps).map_err(|(step, errno)| {
                 SandboxError::Prepare {
                     index: self.slot,
                     step,
                     errno,
                 }
             })?;
-        let box_fd = open_proc(helper.pid, "root/box", libc::O_DIRECTORY)?;
-        drop(helper);
-        self.dir = BoxDir::new(box_fd, self.uid, self.gid);
-        Ok(())
+        open_proc(helper.pid, rel, libc::O_DIRECTORY)
     }
 
     /// Runs a program to the end and returns what it did.
@@ -247,13 +329,17 @@ impl SandboxBox {
     /// thread that calls `spawn` must outlive the run: the box dies with it.
     pub fn spawn(&mut self, spec: RunSpec) -> Result<Running<'_>, SandboxError> {
         validate(&spec)?;
+        if self.keeper_broken {
+            self.rebuild()?;
+        }
         for f in &spec.files {
             self.dir.write(&f.name, &f.contents, f.executable)?;
         }
         let limits = spec.limits.clone();
+        // The keeper lives in the cgroup too: one more process.
         self.cgroup.set_limits(
             limits.memory_kib.map(|k| k.saturating_mul(1024)),
-            limits.processes,
+            limits.processes.map(|p| p.saturating_add(1)),
         )?;
         let meter = self.cgroup.begin_run()?;
 
@@ -291,13 +377,62 @@ impl SandboxBox {
             let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(1 << 20));
             fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(SandboxError::sys("fcntl"))?;
         }
-        let (status_r, status_w) = pipe()?;
         let (fail_r, fail_w) = pipe()?;
+        let rlimits = rlimits(&limits);
+        let seccomp = self.sandbox.inner.config.seccomp;
+        let started =
+            |pidfd: OwnedFd, origin: Origin, start: Instant, setup: u64| crate::run::Started {
+                origin,
+                setup_cpu: Duration::from_nanos(setup),
+                pidfd: std::sync::Arc::new(pidfd),
+                start,
+                stdout: out_r,
+                stderr: err_r,
+                failure: fail_r,
+                meter,
+                limits,
+                keep_files: spec.keep_files,
+                program: spec.program,
+            };
+
+        // The fast path: the box keeper forks the program inside the box.
+        let nfds = 4 + spec.extra_fds.len();
+        if spec.binds.is_empty()
+            && self
+                .keeper
+                .write_plan(&exec_paths, &argv_c, &envp_c, &rlimits, nfds, seccomp)
+        {
+            let mut fds: Vec<RawFd> = vec![
+                stdin.as_raw_fd(),
+                out_w.as_raw_fd(),
+                err_w.as_raw_fd(),
+                fail_w.as_raw_fd(),
+            ];
+            fds.extend(spec.extra_fds.iter().map(AsRawFd::as_raw_fd));
+            let start = Instant::now();
+            let (pidfd, setup) = match self.keeper.start_run(&fds) {
+                Ok(started) => started,
+                Err(errno) => {
+                    self.keeper_broken = true;
+                    return Err(SandboxError::Setup {
+                        step: "starting the run in the box keeper",
+                        errno,
+                    });
+                }
+            };
+            drop((stdin, out_w, err_w, fail_w, spec.extra_fds));
+            return Ok(Running::new(
+                self,
+                started(pidfd, Origin::Keeper, start, setup),
+            ));
+        }
+
+        // Runs with their own binds get a fresh init and mount namespace.
+        let (status_r, status_w) = pipe()?;
         let join = self.cgroup.join_files()?;
         let join_raw: Vec<RawFd> = join.iter().map(AsRawFd::as_raw_fd).collect();
         let mut fds: Vec<RawFd> = vec![stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
         fds.extend(spec.extra_fds.iter().map(AsRawFd::as_raw_fd));
-        let rlimits = rlimits(&limits);
         let bind_steps;
         let steps: &[Step] = if spec.binds.is_empty() {
             &self.default_steps
@@ -306,21 +441,25 @@ impl SandboxBox {
             &bind_steps
         };
         let inner = &self.sandbox.inner;
+        let exec_ptrs: Vec<*const c_char> = exec_paths.iter().map(|c| c.as_ptr()).collect();
         let plan = ChildPlan {
             net_ns: self.net_ns.as_raw_fd(),
             mnt_ns: self.mnt_ns.as_raw_fd(),
             steps,
-            join_fds: &join_raw,
-            rlimits: &rlimits,
-            uid: self.uid,
-            gid: self.gid,
-            fds: &fds,
             status_w: status_w.as_raw_fd(),
-            err_w: fail_w.as_raw_fd(),
-            filter: inner.config.seccomp.then_some(&inner.filter),
-            exec_paths: &exec_paths,
-            argv: &argv,
-            envp: &envp,
+            program: ProgramPlan {
+                join_fds: &join_raw,
+                new_ipc: false,
+                rlimits: &rlimits,
+                uid: self.uid,
+                gid: self.gid,
+                fds: &fds,
+                err_w: fail_w.as_raw_fd(),
+                filter: seccomp.then_some(&inner.filter),
+                exec_paths: &exec_ptrs,
+                argv: &argv,
+                envp: &envp,
+            },
         };
         let start = Instant::now();
         let pid = match sys::clone_fork(libc::CLONE_NEWPID) {
@@ -336,7 +475,7 @@ impl SandboxBox {
         // The children hold their own copies now.
         drop((stdin, out_w, err_w, status_w, fail_w, join, spec.extra_fds));
         let pidfd = match sys::pidfd_open(pid) {
-            Ok(fd) => std::sync::Arc::new(owned(fd)),
+            Ok(fd) => owned(fd),
             Err(errno) => {
                 let _ = sys::kill(pid, libc::SIGKILL);
                 let _ = sys::waitpid(pid, 0);
@@ -348,26 +487,40 @@ impl SandboxBox {
         };
         Ok(Running::new(
             self,
-            crate::run::Started {
-                pid,
+            started(
                 pidfd,
+                Origin::Init {
+                    pid,
+                    status: status_r,
+                },
                 start,
-                stdout: out_r,
-                stderr: err_r,
-                status: status_r,
-                failure: fail_r,
-                meter,
-                limits,
-                keep_files: spec.keep_files,
-                program: spec.program,
-            },
+                0,
+            ),
         ))
     }
 
     /// After a run: make sure nothing of it is alive and, unless asked to
-    /// keep them, remove its files.
+    /// keep them, remove its files; `/tmp` and `/dev/shm` always go.
     pub(crate) fn finish_run(&mut self, keep_files: bool) -> Result<(), SandboxError> {
-        self.cgroup.kill_all()?;
+        // The keeper (or init) has killed and reaped everything already; this
+        // is the backstop, through the cgroup, sparing only the keeper.
+        for attempt in 0.. {
+            let left = self.processes()?;
+            if left.is_empty() {
+                break;
+            }
+            if attempt >= 200 {
+                return Err(SandboxError::Invalid(format!(
+                    "processes {left:?} of box {} would not die",
+                    self.slot
+                )));
+            }
+            for pid in left {
+                let _ = sys::kill(pid, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.clear_scratch()?;
         if !keep_files {
             self.clear()?;
         }

@@ -17,7 +17,7 @@
 //! allocation, no panics (see [`crate::sys`]). Everything they use is
 //! prepared in a [`ChildPlan`] beforehand.
 
-use std::ffi::{c_char, CString};
+use std::ffi::c_char;
 use std::os::fd::RawFd;
 
 use nix::errno::Errno;
@@ -78,23 +78,36 @@ impl Stage {
 /// A 12-byte setup failure record: stage, errno, detail (step index).
 pub(crate) const ERR_RECORD: usize = 12;
 
-/// Everything the two child processes need, built before `clone`.
-pub(crate) struct ChildPlan<'a> {
-    pub net_ns: RawFd,
-    pub mnt_ns: RawFd,
-    pub steps: &'a [Step],
+/// What the program process needs between fork and `execve`; shared by the
+/// two ways of starting a run (init, or the box keeper).
+pub(crate) struct ProgramPlan<'a> {
+    /// cgroup.procs files to write "0" into (empty when the forking process
+    /// is already in the box's cgroup).
     pub join_fds: &'a [RawFd],
+    /// Take a fresh IPC namespace (when the forking process has not).
+    pub new_ipc: bool,
     pub rlimits: &'a [(libc::__rlimit_resource_t, u64, u64)],
     pub uid: u32,
     pub gid: u32,
     /// stdin, stdout, stderr, then the extra descriptors (fd 3, 4, ...).
     pub fds: &'a [RawFd],
-    pub status_w: RawFd,
     pub err_w: RawFd,
     pub filter: Option<&'a Filter>,
-    pub exec_paths: &'a [CString],
+    /// NUL-terminated candidate paths, tried in order.
+    pub exec_paths: &'a [*const c_char],
+    /// NULL-terminated.
     pub argv: &'a [*const c_char],
+    /// NULL-terminated.
     pub envp: &'a [*const c_char],
+}
+
+/// Everything the two child processes need, built before `clone`.
+pub(crate) struct ChildPlan<'a> {
+    pub net_ns: RawFd,
+    pub mnt_ns: RawFd,
+    pub steps: &'a [Step],
+    pub status_w: RawFd,
+    pub program: ProgramPlan<'a>,
 }
 
 fn report(err_w: RawFd, stage: Stage, errno: Errno, detail: u32) -> ! {
@@ -108,9 +121,10 @@ fn report(err_w: RawFd, stage: Stage, errno: Errno, detail: u32) -> ! {
 
 /// Init: pid 1 of the run's PID namespace. Never returns.
 pub(crate) fn init_main(plan: &ChildPlan<'_>) -> ! {
+    let err_w = plan.program.err_w;
     // Should the supervising thread die, init dies, and with it the namespace.
     if let Err(e) = sys::die_with_parent() {
-        report(plan.err_w, Stage::JoinNamespaces, e, 0);
+        report(err_w, Stage::JoinNamespaces, e, 0);
     }
     sys::reset_signals();
     if let Err(e) = sys::setns(plan.net_ns, libc::CLONE_NEWNET)
@@ -119,23 +133,23 @@ pub(crate) fn init_main(plan: &ChildPlan<'_>) -> ! {
         .and_then(|()| sys::setns(plan.mnt_ns, libc::CLONE_NEWNS))
         .and_then(|()| sys::unshare(libc::CLONE_NEWNS))
     {
-        report(plan.err_w, Stage::JoinNamespaces, e, 0);
+        report(err_w, Stage::JoinNamespaces, e, 0);
     }
     if let Err((i, e)) = run_steps(plan.steps) {
-        report(plan.err_w, Stage::Mounts, e, i as u32);
+        report(err_w, Stage::Mounts, e, i as u32);
     }
     if let Err(e) = sys::chdir(c"/box") {
-        report(plan.err_w, Stage::Chdir, e, 0);
+        report(err_w, Stage::Chdir, e, 0);
     }
     let prog = match sys::fork() {
-        Ok(0) => program_main(plan),
+        Ok(0) => exec_program(&plan.program),
         Ok(pid) => pid,
-        Err(e) => report(plan.err_w, Stage::Fork, e, 0),
+        Err(e) => report(err_w, Stage::Fork, e, 0),
     };
     // Keep only the status pipe: stdio copies held here would delay EOF.
     let status = match sys::dup_above(plan.status_w, 3) {
         Ok(fd) => fd,
-        Err(e) => report(plan.err_w, Stage::Fds, e, 0),
+        Err(e) => report(err_w, Stage::Fds, e, 0),
     };
     sys::close_range(0, status - 1);
     sys::close_from(status + 1);
@@ -152,17 +166,27 @@ pub(crate) fn init_main(plan: &ChildPlan<'_>) -> ! {
 }
 
 /// The program, from fork to `execve`. Never returns.
-fn program_main(plan: &ChildPlan<'_>) -> ! {
+pub(crate) fn exec_program(plan: &ProgramPlan<'_>) -> ! {
     let err_w = plan.err_w;
     for &fd in plan.join_fds {
         if let Err(e) = sys::write_all(fd, b"0") {
             report(err_w, Stage::JoinCgroup, e, 0);
         }
     }
+    if plan.new_ipc {
+        // SysV IPC objects and POSIX queues never pass from run to run.
+        if let Err(e) = sys::unshare(libc::CLONE_NEWIPC) {
+            report(err_w, Stage::JoinNamespaces, e, 1);
+        }
+    }
     // The program sees its own cgroup as the root of the hierarchy.
     if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
         report(err_w, Stage::JoinCgroup, e, 1);
     }
+    // When the box runs out of memory, the OOM killer must pick the run's
+    // processes, never the box keeper (raising one's score needs no
+    // privilege; children inherit it).
+    let _ = sys::write_existing(c"/proc/self/oom_score_adj", b"1000");
     // A new session: no controlling terminal, so no TIOCSTI on the host's.
     let _ = sys::setsid();
     for (i, &(res, soft, hard)) in plan.rlimits.iter().enumerate() {
@@ -207,7 +231,7 @@ fn program_main(plan: &ChildPlan<'_>) -> ! {
     // Like execvp: ENOENT means "try the next PATH entry"; a more telling
     // error (EACCES, ENOEXEC) found on the way is what gets reported.
     let mut last = Errno::ENOENT;
-    for (i, path) in plan.exec_paths.iter().enumerate() {
+    for (i, &path) in plan.exec_paths.iter().enumerate() {
         let e = sys::execve(path, plan.argv, plan.envp);
         if e != Errno::ENOENT && e != Errno::ENOTDIR {
             last = e;

@@ -18,6 +18,7 @@ pub mod cgroup;
 mod config;
 mod error;
 pub mod files;
+mod keeper;
 mod launch;
 mod limits;
 mod outcome;

@@ -213,6 +213,9 @@ pub(crate) fn box_root_plan(config: &SandboxConfig, stage: &Path, uid: u32, gid:
     steps.push(Step::Chdir(cstr(stage)));
     steps.push(Step::PivotHere);
     steps.push(Step::RemountRootReadOnly);
+    // The box keeper's own /proc (of the box's PID namespace), /tmp and
+    // /dev/shm, which its runs share and the supervisor empties after each.
+    steps.extend(run_plan(config, &[]));
     steps
 }
 
@@ -235,6 +238,31 @@ pub(crate) fn reset_box_plan(config: &SandboxConfig, uid: u32, gid: u32) -> Vec<
     vec![
         Step::Umount(c"/box".into()),
         box_tmpfs(config, c"/box".into(), uid, gid),
+    ]
+}
+
+/// Replaces the keeper's `/tmp` or `/dev/shm` with an empty one.
+pub(crate) fn reset_scratch_plan(config: &SandboxConfig, target: &std::ffi::CStr) -> Vec<Step> {
+    let size = if target == c"/tmp" {
+        config.tmp_size_kib
+    } else {
+        config.shm_size_kib
+    };
+    vec![
+        Step::Umount(target.into()),
+        Step::Tmpfs {
+            target: target.into(),
+            data: CString::new(format!(
+                "size={size}k,nr_inodes={},mode=1777",
+                config.max_inodes
+            ))
+            .unwrap_or_default(),
+            flags: if target == c"/tmp" {
+                libc::MS_NOSUID | libc::MS_NODEV
+            } else {
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+            },
+        },
     ]
 }
 

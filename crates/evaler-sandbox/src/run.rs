@@ -22,13 +22,23 @@ use crate::limits::Limits;
 use crate::outcome::{killed_by, Outcome, Verdict};
 use crate::sys;
 
+/// Who started the program, and so who reports how it ended.
+pub(crate) enum Origin {
+    /// The box keeper; the pidfd is the program's own.
+    Keeper,
+    /// A fresh init; the pidfd is init's, the status pipe carries the
+    /// program's wait status.
+    Init { pid: libc::pid_t, status: OwnedFd },
+}
+
 pub(crate) struct Started {
-    pub pid: libc::pid_t,
+    pub origin: Origin,
+    /// CPU the box keeper spent starting the run, counted by the cgroup.
+    pub setup_cpu: Duration,
     pub pidfd: Arc<OwnedFd>,
     pub start: Instant,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
-    pub status: OwnedFd,
     pub failure: OwnedFd,
     pub meter: RunMeter,
     pub limits: Limits,
@@ -51,7 +61,8 @@ enum Cut {
 /// KILL or INTERRUPT). It holds a pidfd, so it can never hit a recycled pid.
 #[derive(Debug, Clone)]
 pub struct ProcessHandle {
-    init: libc::pid_t,
+    /// Host pid of init when the run has one; the pidfd is then init's.
+    init: Option<libc::pid_t>,
     pidfd: Arc<OwnedFd>,
     killed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -64,10 +75,19 @@ impl ProcessHandle {
         let _ = pidfd_signal(&self.pidfd, libc::SIGKILL);
     }
 
+    /// Host pid of init (pid 1 of the run's own PID namespace) for runs that
+    /// have one, 0 for runs started by the box keeper; for logs.
+    pub fn init_pid(&self) -> i32 {
+        self.init.unwrap_or(0)
+    }
+
     /// Sends `sig` to the program itself (not to init), e.g. SIGINT for an
     /// interrupt. Returns false when the program is gone.
     pub fn signal_program(&self, sig: i32) -> bool {
-        let path = format!("/proc/{0}/task/{0}/children", self.init);
+        let Some(init) = self.init else {
+            return pidfd_signal(&self.pidfd, sig).is_ok();
+        };
+        let path = format!("/proc/{init}/task/{init}/children");
         let Ok(children) = std::fs::read_to_string(path) else {
             return false;
         };
@@ -80,11 +100,6 @@ impl ProcessHandle {
         };
         sys::kill(pid, sig).is_ok()
     }
-
-    /// Host pid of init (pid 1 of the run's namespace).
-    pub fn init_pid(&self) -> i32 {
-        self.init
-    }
 }
 
 fn pidfd_signal(pidfd: &OwnedFd, sig: i32) -> Result<(), Errno> {
@@ -96,6 +111,9 @@ pub struct Running<'a> {
     sandbox_box: &'a mut SandboxBox,
     s: Started,
     handle: ProcessHandle,
+    /// Set once the run has been supervised to its end; a `Running` dropped
+    /// before that kills the run and collects it, so the box stays usable.
+    finished: bool,
 }
 
 /// Output of one stream, capped.
@@ -141,7 +159,10 @@ impl Capture {
 impl<'a> Running<'a> {
     pub(crate) fn new(sandbox_box: &'a mut SandboxBox, s: Started) -> Running<'a> {
         let handle = ProcessHandle {
-            init: s.pid,
+            init: match s.origin {
+                Origin::Init { pid, .. } => Some(pid),
+                Origin::Keeper => None,
+            },
             pidfd: Arc::clone(&s.pidfd),
             killed: Arc::default(),
         };
@@ -149,6 +170,7 @@ impl<'a> Running<'a> {
             sandbox_box,
             s,
             handle,
+            finished: false,
         }
     }
 
@@ -157,11 +179,18 @@ impl<'a> Running<'a> {
     }
 
     /// Supervises the run to its end, cleans the box, and judges it.
-    pub fn wait(self) -> Result<Outcome, SandboxError> {
+    pub fn wait(mut self) -> Result<Outcome, SandboxError> {
+        let result = self.supervise();
+        self.finished = true;
+        result
+    }
+
+    fn supervise(&mut self) -> Result<Outcome, SandboxError> {
         let Running {
             sandbox_box,
             s,
             handle,
+            ..
         } = self;
         let ncpus = sandbox_box.sandbox.inner.ncpus.max(1);
         let cap = s.limits.output_cap_bytes();
@@ -177,7 +206,7 @@ impl<'a> Running<'a> {
             let elapsed = s.start.elapsed();
             let mut wait = Duration::from_millis(500);
             if let Some(limit) = s.limits.cpu_time {
-                cpu_seen = s.meter.cpu_time()?;
+                cpu_seen = s.meter.cpu_time()?.saturating_sub(s.setup_cpu);
                 if cpu_seen > limit {
                     cut.get_or_insert(Cut::Cpu);
                 } else {
@@ -249,14 +278,35 @@ impl<'a> Running<'a> {
             out.pull(&s.stdout, &mut chunk);
             err.pull(&s.stderr, &mut chunk);
         }
-        let (_, init_status) = sys::waitpid(s.pid, 0).map_err(SandboxError::sys("waitpid"))?;
-
-        let mut status = [0u8; 4];
-        let got_status = sys::read_full(s.status.as_raw_fd(), &mut status).unwrap_or(0) == 4;
+        // How the program ended, and the CPU the keeper spent on the run
+        // (charged to the cgroup, not the program's).
+        let (status, overhead, init_status) = match &s.origin {
+            Origin::Keeper => match sandbox_box.keeper.finish_run() {
+                Ok(done) => (Some(done.status), Duration::from_nanos(done.overhead_ns), 0),
+                Err(e) => {
+                    // The keeper died with the run (its namespace with it);
+                    // the box is rebuilt before its next run.
+                    tracing::warn!(error = %e, "the box keeper did not report the run's end");
+                    sandbox_box.keeper_broken = true;
+                    (None, Duration::ZERO, 0)
+                }
+            },
+            Origin::Init { pid, status } => {
+                let (_, init_status) =
+                    sys::waitpid(*pid, 0).map_err(SandboxError::sys("waitpid"))?;
+                let mut buf = [0u8; 4];
+                let got = sys::read_full(status.as_raw_fd(), &mut buf).unwrap_or(0) == 4;
+                (
+                    got.then(|| i32::from_ne_bytes(buf)),
+                    Duration::ZERO,
+                    init_status,
+                )
+            }
+        };
         let mut rec = [0u8; ERR_RECORD];
         let failed = sys::read_full(s.failure.as_raw_fd(), &mut rec).unwrap_or(0) == ERR_RECORD;
 
-        let cpu = s.meter.cpu_time()?.max(cpu_seen);
+        let cpu = s.meter.cpu_time()?.saturating_sub(overhead).max(cpu_seen);
         let memory_kib = s.meter.memory_peak_bytes()? / 1024;
         let oom = s.meter.oom_killed()?;
         sandbox_box.finish_run(s.keep_files)?;
@@ -268,8 +318,8 @@ impl<'a> Running<'a> {
             cpu_time: cpu,
             wall_time: wall,
             memory_kib,
-            stdout: out.buf,
-            stderr: err.buf,
+            stdout: std::mem::take(&mut out.buf),
+            stderr: std::mem::take(&mut err.buf),
             stdout_truncated: out.over,
             stderr_truncated: err.over,
             comment: String::new(),
@@ -279,8 +329,7 @@ impl<'a> Running<'a> {
             outcome.comment = describe_failure(&rec, &s.program, "");
             return Ok(outcome);
         }
-        if got_status {
-            let st = i32::from_ne_bytes(status);
+        if let Some(st) = status {
             if libc::WIFEXITED(st) {
                 outcome.exit_code = Some(libc::WEXITSTATUS(st));
             } else if libc::WIFSIGNALED(st) {
@@ -298,6 +347,19 @@ impl<'a> Running<'a> {
         }
         judge(&mut outcome, cut, oom, &s.limits);
         Ok(outcome)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Abandoned: end the run and collect it, so that the box (and its
+            // keeper, which reports every run's end) is ready for the next.
+            self.handle.kill();
+            if let Err(e) = self.supervise() {
+                tracing::warn!(error = %e, "cleaning up an abandoned run failed");
+            }
+        }
     }
 }
 

@@ -308,10 +308,11 @@ pub fn sethostname(name: &[u8]) -> SysResult<()> {
 }
 
 /// `execve`; only returns on failure.
-pub fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
-    // SAFETY: argv and envp are NULL-terminated arrays of pointers into
-    // CStrings that the caller keeps alive (built before the fork).
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+pub fn execve(path: *const c_char, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+    // SAFETY: `path` is a NUL-terminated string and argv and envp are
+    // NULL-terminated arrays of pointers to such strings, all kept alive by
+    // the caller (built before the fork, or in the keeper's shared page).
+    unsafe { libc::execve(path, argv.as_ptr(), envp.as_ptr()) };
     Errno::last()
 }
 
@@ -380,4 +381,212 @@ pub fn pipe() -> SysResult<(RawFd, RawFd)> {
 pub fn open_readonly(path: &CStr, extra: libc::c_int) -> SysResult<RawFd> {
     // SAFETY: valid C string.
     check(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | extra) })
+}
+
+/// Most descriptors passed in one message.
+pub const MAX_PASSED_FDS: usize = 48;
+
+/// A connected `SOCK_SEQPACKET` pair, close-on-exec: message boundaries are
+/// kept, so one request is one message.
+pub fn seqpacket_pair() -> SysResult<(RawFd, RawFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: fds is a live two-element array.
+    check(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// Sends `data` and, as SCM_RIGHTS, `fds` in one message. No allocation.
+pub fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> SysResult<()> {
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(Errno::EMSGSIZE);
+    }
+    // Room for the largest control message, aligned for cmsghdr.
+    let mut cbuf = [0u64; (MAX_PASSED_FDS * 4 + 64) / 8];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds) as libc::c_uint;
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic.
+        let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: msg_control points at `cbuf`, large enough for `space`
+        // bytes (at most MAX_PASSED_FDS descriptors), so the first header
+        // and its data lie inside it.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+            std::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+                fds.len(),
+            );
+        }
+    }
+    loop {
+        // SAFETY: msg and everything it points to are live for the call.
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives one message into `buf` and up to `fds.len()` descriptors
+/// (close-on-exec). Returns (bytes, descriptors); (0, 0) means the peer is
+/// gone. No allocation.
+pub fn recv_fds(sock: RawFd, buf: &mut [u8], fds: &mut [RawFd]) -> SysResult<(usize, usize)> {
+    let mut cbuf = [0u64; (MAX_PASSED_FDS * 4 + 64) / 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    let n = loop {
+        // SAFETY: msg points at live buffers of the stated sizes.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = Errno::last();
+        if e != Errno::EINTR {
+            return Err(e);
+        }
+    };
+    let mut got = 0;
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of
+    // well-formed control messages; we only read within each header's
+    // length and copy at most `fds.len()` descriptors out.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                let len =
+                    ((*cmsg).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                for i in 0..len {
+                    let fd = std::ptr::read_unaligned(data.add(i));
+                    if got < fds.len() {
+                        fds[got] = fd;
+                        got += 1;
+                    } else {
+                        close(fd);
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n, got))
+}
+
+/// Memory shared between the supervisor and a box keeper it forked: the
+/// supervisor writes a run's plan there, the keeper reads it after fork.
+#[derive(Debug)]
+pub struct SharedRegion {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the region is plain bytes owned by this value; access goes through
+// &self / &mut self, so Rust's aliasing rules hold within this process (the
+// keeper is another process with its own copy of the value).
+unsafe impl Send for SharedRegion {}
+// SAFETY: as above; shared references only read.
+unsafe impl Sync for SharedRegion {}
+
+impl SharedRegion {
+    pub fn new(len: usize) -> SysResult<SharedRegion> {
+        // SAFETY: an anonymous shared mapping with no address hint.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or(Errno::ENOMEM)?;
+        Ok(SharedRegion { ptr, len })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, readable, alive while self is.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, writable, and &mut self makes this the only
+        // reference in this process.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for SharedRegion {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping we made.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Writes to an existing file (procfs, cgroupfs), without creating it.
+pub fn write_existing(path: &CStr, data: &[u8]) -> SysResult<()> {
+    // SAFETY: valid C string.
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    let res = write_all(fd, data);
+    close(fd);
+    res
+}
+
+/// CPU time (user + system) this process has used itself, in nanoseconds.
+pub fn self_cpu_ns() -> u64 {
+    // SAFETY: rusage lives on our stack and getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    tv_ns(ru.ru_utime) + tv_ns(ru.ru_stime)
+}
+
+fn tv_ns(tv: libc::timeval) -> u64 {
+    (tv.tv_sec.max(0) as u64) * 1_000_000_000 + (tv.tv_usec.max(0) as u64) * 1000
+}
+
+/// `poll` with a millisecond timeout; EINTR counts as a timeout.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> SysResult<usize> {
+    // SAFETY: fds is a live slice of pollfd.
+    let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    match check(ret) {
+        Ok(n) => Ok(n as usize),
+        Err(Errno::EINTR) => Ok(0),
+        Err(e) => Err(e),
+    }
 }

@@ -15,7 +15,10 @@ fn json(out: &Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
     let first = lines.next().expect("one JSON line");
-    assert!(lines.next().is_none(), "more than one line on stdout: {text}");
+    assert!(
+        lines.next().is_none(),
+        "more than one line on stdout: {text}"
+    );
     serde_json::from_str(first).expect("valid JSON")
 }
 
@@ -63,7 +66,10 @@ fn verdicts_exit_zero_and_signals_are_reported() {
     assert_eq!(v["status"], 137);
     assert_eq!(v["signal"], 9);
     assert!(
-        v["comments"].as_str().unwrap().starts_with("Time limit exceeded (cpu"),
+        v["comments"]
+            .as_str()
+            .unwrap()
+            .starts_with("Time limit exceeded (cpu"),
         "{v}"
     );
 
@@ -83,13 +89,17 @@ fn verdicts_exit_zero_and_signals_are_reported() {
     let out = evaler(&["run", "--json", "--wall", "0.2", "--", "sleep", "5"]);
     assert_eq!(json(&out)["verdict"], "TLE");
 
-    let out = evaler(&["run", "--json", "--output", "1", "--", "/bin/sh", "-c", "yes"]);
+    let out = evaler(&[
+        "run", "--json", "--output", "1", "--", "/bin/sh", "-c", "yes",
+    ]);
     assert_eq!(json(&out)["verdict"], "OLE");
 }
 
 #[test]
 fn clean_environment_and_env_flag() {
-    let out = evaler(&["run", "--json", "--env", "A=1", "--env", "B=x=y", "--", "env"]);
+    let out = evaler(&[
+        "run", "--json", "--env", "A=1", "--env", "B=x=y", "--", "env",
+    ]);
     let v = json(&out);
     let env = v["stdout"].as_str().unwrap();
     assert!(env.contains("A=1\n") && env.contains("B=x=y\n"), "{env}");
@@ -172,15 +182,28 @@ fn plain_mode_passes_output_through_and_summarises() {
     assert!(err.starts_with("warn\n"), "{err}");
     let summary = err.lines().last().unwrap();
     assert!(summary.starts_with("evaler: RE status=139"), "{summary}");
-    assert!(summary.contains("Killed by signal 11 (SIGSEGV)"), "{summary}");
+    assert!(
+        summary.contains("Killed by signal 11 (SIGSEGV)"),
+        "{summary}"
+    );
 }
 
 #[test]
 fn usage_errors_and_sandbox_errors_are_non_zero() {
-    assert_eq!(evaler(&["run", "--time", "-1", "--", "true"]).status.code(), Some(2));
-    assert_eq!(evaler(&["run", "--env", "NOEQUALS", "--", "true"]).status.code(), Some(2));
     assert_eq!(
-        evaler(&["run", "--stdin", "/nonexistent/file", "--", "true"]).status.code(),
+        evaler(&["run", "--time", "-1", "--", "true"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        evaler(&["run", "--env", "NOEQUALS", "--", "true"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        evaler(&["run", "--stdin", "/nonexistent/file", "--", "true"])
+            .status
+            .code(),
         Some(2)
     );
     assert_eq!(evaler(&["run"]).status.code(), Some(2));
@@ -188,5 +211,8 @@ fn usage_errors_and_sandbox_errors_are_non_zero() {
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
     assert_eq!(v["verdict"], "SE");
-    assert!(v["comments"].as_str().unwrap().contains("No such file"), "{v}");
+    assert!(
+        v["comments"].as_str().unwrap().contains("No such file"),
+        "{v}"
+    );
 }

@@ -19,7 +19,9 @@ pub struct LanguagesArgs {
 
 pub fn main(args: LanguagesArgs) -> Result<i32> {
     let set = match &args.languages {
-        Some(path) => LanguageSet::load(path).with_context(|| format!("loading {}", path.display()))?,
+        Some(path) => {
+            LanguageSet::load(path).with_context(|| format!("loading {}", path.display()))?
+        }
         None => LanguageSet::from_env_or_bundled().context("loading the language definitions")?,
     };
     // Version commands are independent and some (javac, pypy3) take a
@@ -29,7 +31,10 @@ pub fn main(args: LanguagesArgs) -> Result<i32> {
             .iter()
             .map(|lang| s.spawn(move || lang.installed_version()))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(None))
+            .collect()
     });
     let mut missing = 0;
     for (lang, version) in set.iter().zip(&versions) {
@@ -60,7 +65,9 @@ pub fn main(args: LanguagesArgs) -> Result<i32> {
         }
     }
     if missing > 0 && !args.json {
-        eprintln!("{missing} language(s) missing: install them with `bash .ci/install.sh` (Debian)");
+        eprintln!(
+            "{missing} language(s) missing: install them with `bash .ci/install.sh` (Debian)"
+        );
     }
     Ok(0)
 }

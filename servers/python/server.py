@@ -32,7 +32,8 @@ MAX_LINE = 64 << 20          # largest accepted packet line, bytes
 OUTPUT_CAP = 8 << 20         # per stream and cell, bytes
 VALUE_CAP = 64 << 10         # repr of the trailing value, characters
 DRAIN_GRACE = 0.1            # seconds to wait for EOF on the capture pipes
-EXIT_GRACE = 1.0             # seconds allowed for atexit/threads on exit()
+EXIT_GRACE = 2.0             # seconds allowed for the whole exit() path
+THREAD_GRACE = 0.5           # ... of which waiting for non-daemon threads
 PyCF_ONLY_AST = 0x400
 
 try:
@@ -42,6 +43,7 @@ except ValueError:
 
 _default_int = _signal.default_int_handler
 SIGINT = _signal.SIGINT
+_CodeType = type((lambda: None).__code__)
 _SERVER_FILE = (lambda: None).__code__.co_filename
 _SELF = sys.modules[__name__]   # keeps this module alive once unregistered
 _PID = os.getpid()
@@ -241,98 +243,193 @@ class Transport:
 
 
 class Capture:
-    """fds 1 and 2 go to per-cell pipes drained by one persistent thread."""
+    """fds 1 and 2 always point into pipes drained by one persistent thread.
+
+    While a cell runs they are that cell's own pipes, so the end of the cell's
+    output is their EOF (awaited for at most DRAIN_GRACE: a background process
+    may hold them).  Between cells they are two idle pipes.  Everything read
+    goes into one capped buffer per stream, which each RESULT takes: output
+    written between cells (background threads and processes) shows at the
+    start of the next cell's output instead of being lost or reaching the
+    server's own stdout/stderr (which the supervisor caps).  Pipes of earlier
+    cells still held by background processes keep being drained (up to
+    MAX_LINGER of them), so those processes don't die of SIGPIPE.
+    """
+
+    MAX_LINGER = 16
 
     def __init__(self):
         self.real = (os.dup(1), os.dup(2))        # non-inheritable copies
-        self.go = _thread.allocate_lock()
-        self.go.acquire()
-        self.done = _thread.allocate_lock()
-        self.done.acquire()
+        self.mu = _thread.allocate_lock()         # guards chunks/sizes/truncated/cmds
+        self.cell_done = _thread.allocate_lock()
+        self.cell_done.acquire()
+        self.cmds = []
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
-        self.fds = None
+        self._reset()
+        ir1, iw1 = os.pipe()
+        ir2, iw2 = os.pipe()
+        self.idle_w = (iw1, iw2)
+        self.streams = {ir1: 0, ir2: 1}           # read fd -> stream (reader thread's)
+        for fd in self.streams:
+            os.set_blocking(fd, False)
+        self.cell_fds = set()
+        self.cell_pending = False
+        self.linger = []
+        os.dup2(iw1, 1)
+        os.dup2(iw2, 2)
         _thread.start_new_thread(self._loop, ())
 
-    def start(self):
+    def _reset(self):
         self.chunks = ([], [])
         self.sizes = [0, 0]
         self.truncated = False
+
+    def _command(self, cmd):
+        with self.mu:
+            self.cmds.append(cmd)
+        os.write(self.wake_w, b"x")
+
+    def start(self):
         r1, w1 = os.pipe()
-        r2, w2 = os.pipe()
-        self.fds = (r1, r2)
+        try:
+            r2, w2 = os.pipe()
+        except OSError:
+            os.close(r1)
+            os.close(w1)
+            raise
+        os.set_blocking(r1, False)
+        os.set_blocking(r2, False)
         os.dup2(w1, 1)
         os.dup2(w2, 2)
         os.close(w1)
         os.close(w2)
-        self.go.release()
+        self._command(("cell", r1, r2))
 
     def stop(self):
-        """Restore fds 1/2 and return (stdout bytes, stderr bytes, truncated)."""
-        os.dup2(self.real[0], 1)
-        os.dup2(self.real[1], 2)
-        # Our copies of the write ends are gone; EOF comes unless a background
-        # process still holds one.  Don't wait for it longer than DRAIN_GRACE.
-        if not self.done.acquire(True, DRAIN_GRACE):
-            os.write(self.wake_w, b"x")
-            self.done.acquire()
-        return (b"".join(self.chunks[0]), b"".join(self.chunks[1]), self.truncated)
+        """Back to the idle pipes; returns (stdout, stderr, truncated) since
+        the previous stop()."""
+        os.dup2(self.idle_w[0], 1)
+        os.dup2(self.idle_w[1], 2)
+        # Our copies of the cell's write ends are gone: EOF comes unless a
+        # background process still holds one.  Wait for it DRAIN_GRACE at most.
+        if not self.cell_done.acquire(True, DRAIN_GRACE):
+            self._command(("release",))
+            self.cell_done.acquire()
+        return self.take()
+
+    def take(self):
+        with self.mu:
+            out = (b"".join(self.chunks[0]), b"".join(self.chunks[1]), self.truncated)
+            self._reset()
+        return out
 
     def _loop(self):
+        try:                    # SIGINT is for the main thread (the cell)
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, [SIGINT])
+        except (AttributeError, OSError, ValueError):
+            pass
         poll = select.poll()
+        streams = self.streams
+        cell = self.cell_fds
+        linger = self.linger
         wake = self.wake_r
         cap = OUTPUT_CAP
-        while True:
-            self.go.acquire()
-            fds = self.fds
+        for fd in streams:
+            poll.register(fd, select.POLLIN)
+        poll.register(wake, select.POLLIN)
+
+        def drop(fd):
             try:
-                try:
-                    while os.read(wake, 4096):
-                        pass
-                except OSError:
-                    pass
-                live = {fds[0]: 0, fds[1]: 1}
-                for fd in fds:
-                    poll.register(fd, select.POLLIN)
-                poll.register(wake, select.POLLIN)
-                while live:
-                    stop = False
-                    for fd, _ev in poll.poll():
-                        if fd == wake:
-                            stop = True
-                            continue
-                        i = live.get(fd)
-                        if i is None:
-                            continue
-                        try:
-                            data = os.read(fd, 1 << 16)
-                        except OSError:
-                            data = b""
-                        if not data:
-                            poll.unregister(fd)
-                            del live[fd]
-                            continue
-                        room = cap - self.sizes[i]
-                        if len(data) > room:
-                            self.truncated = True
-                            data = data[:room] if room > 0 else b""
-                        if data:
-                            self.chunks[i].append(data)
-                            self.sizes[i] += len(data)
-                    if stop:
-                        break
-                for fd in live:
-                    poll.unregister(fd)
-                poll.unregister(wake)
-            except BaseException:
+                poll.unregister(fd)
+            except KeyError:
                 pass
-            finally:
-                for fd in fds:
+            streams.pop(fd, None)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+        def take_in(fd, i, data):
+            with self.mu:
+                room = cap - self.sizes[i]
+                if len(data) > room:
+                    self.truncated = True
+                    data = data[:room] if room > 0 else b""
+                if data:
+                    self.chunks[i].append(data)
+                    self.sizes[i] += len(data)
+
+        def drain():
+            # Read what already sits in the pipes now, not at the next poll:
+            # at a cell's start, so that output written between cells comes
+            # before the cell's own; at its end, so that it is in this RESULT.
+            for fd, i in list(streams.items()):
+                for _ in range(16):
                     try:
-                        os.close(fd)
+                        data = os.read(fd, 1 << 16)
                     except OSError:
-                        pass
-                self.done.release()
+                        break                   # EAGAIN: drained (EOF: next poll)
+                    if not data:
+                        break
+                    take_in(fd, i, data)
+
+        def finish_cell():
+            drain()
+            self.cell_pending = False
+            self.cell_done.release()
+
+        while True:
+            try:
+                events = poll.poll()
+            except OSError:
+                continue
+            for fd, _ev in events:
+                try:
+                    if fd == wake:
+                        try:
+                            while os.read(wake, 4096):
+                                pass
+                        except OSError:
+                            pass
+                        with self.mu:
+                            cmds, self.cmds = self.cmds, []
+                        for cmd in cmds:
+                            if cmd[0] == "cell":
+                                drain()
+                                for i, r in enumerate(cmd[1:]):
+                                    streams[r] = i
+                                    poll.register(r, select.POLLIN)
+                                    cell.add(r)
+                                self.cell_pending = True
+                            elif cmd[0] == "release" and self.cell_pending:
+                                linger.extend(cell)
+                                cell.clear()
+                                while len(linger) > self.MAX_LINGER:
+                                    drop(linger.pop(0))
+                                finish_cell()
+                        continue
+                    i = streams.get(fd)
+                    if i is None:
+                        continue
+                    try:
+                        data = os.read(fd, 1 << 16)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if data:
+                        take_in(fd, i, data)
+                        continue
+                    drop(fd)                      # EOF
+                    if fd in cell:
+                        cell.discard(fd)
+                        if not cell and self.cell_pending:
+                            finish_cell()
+                    elif fd in linger:
+                        linger.remove(fd)
+                except BaseException:             # never let the reader die
+                    pass
 
 
 # --------------------------------------------------------------------------
@@ -348,6 +445,8 @@ def _fresh_text(fd, mode, errors):
 class Session:
     def __init__(self):
         self.count = 0
+        self.transport = None             # the connection being served
+        self.exit_lock = _thread.allocate_lock()   # who sends the last RESULT
         self.sources = {}                 # cell sources not yet in linecache
         self.warm = False
         main = type(sys)("__main__")
@@ -363,13 +462,17 @@ class Session:
         self._stdio(force=True)
 
     def _stdio(self, force=False):
-        out, err, inp = sys.stdout, sys.stderr, sys.stdin
-        if force or out is not getattr(self, "out", None) or out.closed:
-            self.out = sys.stdout = sys.__stdout__ = _fresh_text(1, "w", "surrogateescape")
-        if force or err is not getattr(self, "err", None) or err.closed:
-            self.err = sys.stderr = sys.__stderr__ = _fresh_text(2, "w", "backslashreplace")
-        if force or inp is not getattr(self, "inp", None) or inp.closed:
-            self.inp = sys.stdin = sys.__stdin__ = _fresh_text(0, "r", "surrogateescape")
+        """Each cell starts with sys.std* on fds 0-2 (unbuffered writers, so
+        print and child processes interleave in order)."""
+        if force or self.out.closed:
+            self.out = _fresh_text(1, "w", "surrogateescape")
+        if force or self.err.closed:
+            self.err = _fresh_text(2, "w", "backslashreplace")
+        if force or self.inp.closed:
+            self.inp = _fresh_text(0, "r", "surrogateescape")
+        sys.stdout = sys.__stdout__ = self.out
+        sys.stderr = sys.__stderr__ = self.err
+        sys.stdin = sys.__stdin__ = self.inp
 
     def _flush_all(self):
         for f in (sys.stdout, sys.stderr, self.out, self.err):
@@ -414,6 +517,20 @@ class Session:
             lc.cache.update(self.sources)
             self.sources.clear()
 
+    def _prune_source(self, fn, *code_objs):
+        """Forget the source of a cell that left no code behind (no def,
+        class, lambda, comprehension): nothing can show it in a traceback
+        any more, and a long session would otherwise keep every cell."""
+        for co in code_objs:
+            if co is not None:
+                for c in co.co_consts:
+                    if type(c) is _CodeType:
+                        return
+        self.sources.pop(fn, None)
+        lc = sys.modules.get("linecache")
+        if lc is not None:
+            lc.cache.pop(fn, None)
+
     def warm_up(self):
         """Called once while idle after the first cell: import what errors
         and tracebacks need (kept out of the start-up path)."""
@@ -435,6 +552,11 @@ class Session:
         traceback = _stdlib_import("traceback")
         sys.modules["linecache"].cache.update(self.sources)
         self.sources.clear()
+        if isinstance(e, SyntaxError) and not e.text and e.lineno and e.filename:
+            try:                           # raised compiling the AST: no text
+                e.text = sys.modules["linecache"].getline(e.filename, e.lineno) or None
+            except BaseException:
+                pass
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename == _SERVER_FILE:
             tb = tb.tb_next
@@ -443,8 +565,12 @@ class Session:
         except BaseException:
             return "%s: %s\n" % (type(e).__name__, e)
 
-    def run(self, code):
-        """Run one cell; returns (reply dict, exit code or None)."""
+    def run(self, code, final=False):
+        """Run one cell.  Returns (RESULT, None), or (RESULT, process exit
+        code) when the server must exit after sending it: the cell called
+        exit(), or `final` (RUNANDKILL).  Before returning in that case it has
+        already run the interpreter's shutdown steps (threads, atexit), whose
+        output is in the RESULT."""
         self.count += 1
         fn = "<cell-%d>" % self.count
         self._register_source(fn, code)
@@ -455,7 +581,16 @@ class Session:
         exit_code = None
         extra_err = ""
         t0 = perf_counter()
-        self.capture.start()
+        fallback = None
+        code_obj = expr_obj = None
+        try:
+            self.capture.start()
+        except OSError as e:
+            # e.g. EMFILE: the cell used up the fds.  Run it anyway (it may be
+            # the one that frees them), capturing Python-level output only.
+            fallback = (io.StringIO(), io.StringIO())
+            sys.stdout, sys.stderr = fallback
+            extra_err = "evaler: output of the cell may be incomplete (%s)\n" % e
         try:
             try:
                 try:
@@ -465,15 +600,14 @@ class Session:
                     sys.modules["linecache"].cache.update(self.sources)
                     self.sources.clear()
                     status = "error"
-                    extra_err = "".join(traceback.format_exception_only(type(e), e))
+                    extra_err += "".join(traceback.format_exception_only(type(e), e))
                     tree = None
                 if tree is not None:
                     body = tree.body
                     last = None
-                    if body and type(body[-1]).__name__ == "Expr":
+                    if body and isinstance(body[-1], _Expr):
                         last = body.pop()
                     code_obj = compile(tree, fn, "exec", 0, True)
-                    expr_obj = None
                     if last is not None:
                         expr_obj = compile(_Expression(last.value), fn, "eval", 0, True)
                     _signal.signal(SIGINT, _default_int if self.user_sigint is None else self.user_sigint)
@@ -490,40 +624,114 @@ class Session:
             finally:
                 self._idle_sigint()
         except SystemExit as e:
-            if os.getpid() != _PID:       # a forked child leaving: not ours
-                os._exit(_exit_status(e.code)[0] & 0xFF)
             exit_code, msg = _exit_status(e.code)
             status = "exited"
             if msg is not None:
-                extra_err = msg + "\n"
+                extra_err += msg + "\n"
         except KeyboardInterrupt as e:
             status = "interrupted"
-            extra_err = self._format_exc(e)
+            extra_err += self._format_exc(e)
         except BaseException as e:
             status = "error"
-            extra_err = self._format_exc(e)
+            extra_err += self._format_exc(e)
         self._idle_sigint()
         elapsed = perf_counter() - t0
-        if os.getpid() != _PID:           # forked child fell off its cell
+        self._prune_source(fn, code_obj, expr_obj)
+        if os.getpid() != _PID:
+            # A child forked by the cell (os.fork) got back here: finish it as
+            # a plain interpreter would, never let it touch the protocol.
             self._flush_all()
-            os._exit(0)
+            if extra_err:
+                try:
+                    os.write(2, extra_err.encode("utf-8", "backslashreplace"))
+                except OSError:
+                    pass
+            os._exit((exit_code if exit_code is not None else 1 if status != "ok" else 0) & 0xFF)
+        fields = (status, value, elapsed, exit_code, extra_err)
+        leave = exit_code if exit_code is not None else 0 if final else None
+        if leave is not None:
+            _thread.start_new_thread(self._watchdog, (leave, fields))
+            self._finalize()
         self._flush_all()
-        out, err, truncated = self.capture.stop()
-        reply = {"type": "RESULT",
-                 "stdout": out.decode("utf-8", "replace"),
-                 "stderr": err.decode("utf-8", "replace") + extra_err,
-                 "status": status}
-        if value is not None:
-            reply["value"] = value
-        reply["time"] = elapsed
-        if exit_code is not None:
-            reply["exit_code"] = exit_code
-        if truncated:
-            reply["truncated"] = True
-        return reply, exit_code
+        if fallback is None:
+            out, err, truncated = self.capture.stop()
+        else:
+            # fd-level output went to the idle pipes: take what has arrived
+            self._flush_all()
+            out, err, truncated = self.capture.take()
+            out += fallback[0].getvalue().encode("utf-8", "replace")
+            err += fallback[1].getvalue().encode("utf-8", "replace")
+        return _reply(out, err, truncated, *fields), leave
+
+    def _finalize(self):
+        """The interpreter's shutdown, inside the cell's capture: let
+        non-daemon threads finish (THREAD_GRACE at most), run atexit
+        handlers, drop the namespace so open files get flushed."""
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            try:
+                deadline = perf_counter() + THREAD_GRACE
+                main = threading.main_thread()
+                for t in threading.enumerate():
+                    if t is not main and not t.daemon:
+                        t.join(max(0.0, deadline - perf_counter()))
+                if not any(t is not main and not t.daemon and t.is_alive()
+                           for t in threading.enumerate()):
+                    threading._shutdown()
+            except BaseException:
+                pass
+        atexit = sys.modules.get("atexit")
+        try:
+            if atexit is None:
+                import atexit
+            atexit._run_exitfuncs()
+        except BaseException:
+            pass
+        try:
+            self.ns.clear()
+        except BaseException:
+            pass
+
+    def _watchdog(self, code, fields):
+        """Exit after EXIT_GRACE even if _finalize hangs (an atexit handler
+        or __del__ blocking): send the RESULT with what was captured."""
+        try:
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, [SIGINT])
+        except BaseException:
+            pass
+        sleep(EXIT_GRACE)
+        if not self.exit_lock.acquire(False):
+            return                       # the main thread is sending it
+        try:
+            out, err, truncated = self.capture.take()
+            reply = _reply(out, err, truncated, *fields)
+            reply["stderr"] += "evaler: shutdown still running after %gs, exiting\n" % EXIT_GRACE
+            self.transport.send(reply)
+        except BaseException:
+            pass
+        finally:
+            try:
+                self.transport.shutdown()
+            finally:
+                os._exit(code & 0xFF)
 
 
-_Expression = None
+def _reply(out, err, truncated, status, value, elapsed, exit_code, extra_err):
+    reply = {"type": "RESULT",
+             "stdout": out.decode("utf-8", "replace"),
+             "stderr": err.decode("utf-8", "replace") + extra_err,
+             "status": status}
+    if value is not None:
+        reply["value"] = value
+    reply["time"] = elapsed
+    if exit_code is not None:
+        reply["exit_code"] = exit_code
+    if truncated:
+        reply["truncated"] = True
+    return reply
+
+
+_Expression = _Expr = None
 
 
 def _exit_status(code):
@@ -538,32 +746,6 @@ def _exit_status(code):
         return 1, None
 
 
-def _exit_process(session, transport, code):
-    """Leave like the interpreter would, but never hang: bounded by EXIT_GRACE."""
-    transport.shutdown()
-    _thread.start_new_thread(lambda: (sleep(EXIT_GRACE), os._exit(code & 0xFF)), ())
-    try:
-        if "threading" in sys.modules:
-            sys.modules["threading"]._shutdown()
-    except BaseException:
-        pass
-    try:
-        import atexit
-        atexit._run_exitfuncs()
-    except BaseException:
-        pass
-    try:
-        session.ns.clear()
-    except BaseException:
-        pass
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except BaseException:
-            pass
-    os._exit(code & 0xFF)
-
-
 def _error(message):
     return {"type": "Error", "value": message}
 
@@ -571,6 +753,7 @@ def _error(message):
 def serve(session, transport):
     """Serve one connection.  Returns at EOF/oversize; exits the process on
     exit()/RUNANDKILL/KILL."""
+    session.transport = transport
     while True:
         if not session.warm and session.count and not transport.pending():
             session.warm_up()
@@ -607,17 +790,28 @@ def serve(session, transport):
                     if not isinstance(code, str):
                         reply = _error('%s packet needs a string "code" field' % kind)
                     else:
-                        reply, exit_code = session.run(code)
+                        try:
+                            reply, leave = session.run(code, kind == "RUNANDKILL")
+                        except Exception as e:    # a bug of ours: say so, keep serving
+                            reply, leave = _error("internal server error: %r" % (e,)), None
+                            if kind == "RUNANDKILL":
+                                leave = 0
+                        if leave is None:
+                            try:
+                                transport.send(reply)
+                            except ClientGone:
+                                return
+                            continue
+                        # exit() in the cell, or RUNANDKILL: last reply, then exit
+                        if not session.exit_lock.acquire(False):
+                            while True:           # the watchdog is sending it
+                                sleep(60)
                         try:
                             transport.send(reply)
                         except ClientGone:
-                            if exit_code is None and kind == "RUN":
-                                return
-                        if exit_code is not None:
-                            _exit_process(session, transport, exit_code)
-                        if kind == "RUNANDKILL":
-                            _exit_process(session, transport, 0)
-                        continue
+                            pass
+                        transport.shutdown()
+                        os._exit(leave & 0xFF)
                 elif kind == "PING":
                     reply = {"type": "CONNECTION-OK"}
                 elif kind == "KILL":
@@ -648,7 +842,7 @@ def _usage(msg):
 
 
 def main(argv):
-    global _Expression
+    global _Expression, _Expr
     mode, addr = None, None
     args = list(argv)
     while args:
@@ -669,6 +863,11 @@ def main(argv):
 
     import _ast
     _Expression = _ast.Expression
+    _Expr = _ast.Expr
+    if not hasattr(builtins, "exit"):     # started with -S: no site.Quitter
+        def exit(code=None):
+            raise SystemExit(code)
+        builtins.exit = builtins.quit = exit
 
     proto_fd = None
     if mode is None:

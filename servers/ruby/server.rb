@@ -28,7 +28,7 @@ module EvalerServer
   end
   VALUE_CAP = 64 << 10      # inspect of the cell's value, characters
   DRAIN_GRACE = 0.1         # seconds to wait for EOF on the capture pipes
-  EXIT_GRACE = 1.0          # seconds allowed for at_exit handlers on exit
+  EXIT_GRACE = 2.0          # seconds allowed for at_exit handlers on exit
   SERVER_FILE = __FILE__
   SERVER_PID = Process.pid
   UTF8 = Encoding::UTF_8
@@ -118,114 +118,221 @@ module EvalerServer
   end
 
   # ------------------------------------------------------------------------
-  # fd-level output capture: fds 1 and 2 go to per-cell pipes drained by one
-  # persistent reader thread.
+  # fd-level output capture.  fds 1 and 2 always point into pipes drained by
+  # one persistent reader thread: while a cell runs, that cell's own pipes
+  # (the end of its output is their EOF, awaited DRAIN_GRACE at most since a
+  # background process may hold them); between cells, two idle pipes.  All
+  # that is read goes into one capped buffer per stream, which each RESULT
+  # takes: output written between cells (background threads, processes)
+  # shows at the start of the next cell's output instead of reaching the
+  # server's own stdout/stderr (capped by the supervisor).  Pipes of earlier
+  # cells still held by background processes keep being drained (up to
+  # MAX_LINGER), so those processes don't die of SIGPIPE.
 
   class Capture
+    MAX_LINGER = 16
+
     attr_accessor :truncated
+    attr_reader :real_out, :fd2
 
     def initialize
       @real_out = STDOUT.dup
       @real_err = STDERR.dup
-      @go = Queue.new
-      @mutex = Mutex.new
+      # Our own handles on fds 1 and 2 for the dup2s: they stay usable even
+      # if the user closes STDOUT/STDERR.
+      @fd1 = IO.for_fd(1, 'w', autoclose: false)
+      @fd2 = IO.for_fd(2, 'w', autoclose: false)
+      @fd1.sync = true
+      @fd2.sync = true
+      @mutex = Mutex.new # guards chunks/sizes/truncated/cmds/cell_finished
       @cv = ConditionVariable.new
-      @finished = false
+      @cmds = []
+      @cell_finished = true
+      @cell_pending = false
       @wake_r, @wake_w = IO.pipe
+      reset
+      idle_r1, @idle_w1 = IO.pipe
+      idle_r2, @idle_w2 = IO.pipe
+      @streams = { idle_r1 => 0, idle_r2 => 1 } # the reader thread's
+      @select_list = nil
+      @rbuf = String.new(capacity: 1 << 16, encoding: Encoding::BINARY)
+      @cell = []
+      @linger = []
+      @fd1.reopen(@idle_w1)
+      @fd2.reopen(@idle_w2)
       @thread = Thread.new { reader_loop }
       @thread.report_on_exception = false
     end
 
-    def real_out
-      @real_out
-    end
-
     def start
-      @chunks = [[], []]
-      @sizes = [0, 0]
-      @truncated = false
       r1, w1 = IO.pipe
-      r2, w2 = IO.pipe
-      STDOUT.reopen(w1)
-      STDERR.reopen(w2)
+      begin
+        r2, w2 = IO.pipe
+      rescue SystemCallError, IOError
+        r1.close
+        w1.close
+        raise
+      end
+      @fd1.reopen(w1)
+      @fd2.reopen(w2)
       w1.close
       w2.close
-      STDOUT.sync = true
-      STDERR.sync = true
-      @fds = [r1, r2]
-      @go << true
+      [STDOUT, STDERR].each do |io|
+        io.sync = true unless io.closed?
+      end
+      @mutex.synchronize { @cell_finished = false }
+      command([:cell, r1, r2])
     end
 
-    # Restore fds 1/2; returns [stdout bytes, stderr bytes, truncated].
+    # Back to the idle pipes; [stdout, stderr, truncated] since the last take.
     def stop
-      STDOUT.reopen(@real_out)
-      STDERR.reopen(@real_err)
-      STDOUT.sync = true
-      STDERR.sync = true
+      @fd1.reopen(@idle_w1)
+      @fd2.reopen(@idle_w2)
       @mutex.synchronize do
         deadline = clock + DRAIN_GRACE
-        until @finished
+        until @cell_finished
           left = deadline - clock
           break if left <= 0
 
           @cv.wait(@mutex, left)
         end
-        unless @finished
-          # A background process still holds a write end: stop waiting.
+        unless @cell_finished
+          @cmds << [:release]
           @wake_w.write('x')
-          @cv.wait(@mutex) until @finished
+          @cv.wait(@mutex) until @cell_finished
         end
-        @finished = false
       end
-      [@chunks[0].join, @chunks[1].join, @truncated]
+      take
+    end
+
+    def take
+      @mutex.synchronize do
+        out = [@chunks[0], @chunks[1], @truncated]
+        reset
+        out
+      end
     end
 
     private
+
+    def reset
+      # One string per stream, appended to by the reader thread.  (The reader
+      # reads into one reused buffer: allocating in that thread makes glibc
+      # give it its own malloc arena, ~7 MiB of RSS.)
+      @chunks = [String.new(encoding: Encoding::BINARY), String.new(encoding: Encoding::BINARY)]
+      @sizes = [0, 0]
+      @truncated = false
+    end
+
+    def command(cmd)
+      @mutex.synchronize { @cmds << cmd }
+      @wake_w.write('x')
+    end
 
     def clock
       Process.clock_gettime(Process::CLOCK_MONOTONIC)
     end
 
+    def drop(io)
+      @streams.delete(io)
+      @select_list = nil
+      io.close
+    rescue IOError
+      nil
+    end
+
+    # Read what already sits in the pipes now, not at the next select: at a
+    # cell's start, so that output written between cells comes before the
+    # cell's own; at its end, so that it is in this RESULT.
+    def drain
+      @streams.each do |io, i|
+        16.times do
+          data = io.read_nonblock(1 << 16, @rbuf, exception: false)
+          break unless data.is_a?(String) # :wait_readable, or nil (EOF: next select)
+
+          take_in(i, data)
+        end
+      end
+    end
+
+    def finish_cell
+      drain
+      @cell_pending = false
+      @mutex.synchronize do
+        @cell_finished = true
+        @cv.broadcast
+      end
+    end
+
+    def take_in(index, data)
+      @mutex.synchronize do
+        room = OUTPUT_CAP - @sizes[index]
+        if data.bytesize > room
+          @truncated = true
+          data = room.positive? ? data.byteslice(0, room) : nil
+        end
+        if data
+          @chunks[index] << data
+          @sizes[index] += data.bytesize
+        end
+      end
+    end
+
+    def run_commands
+      loop { break unless @wake_r.read_nonblock(4096, @rbuf, exception: false).is_a?(String) }
+      cmds = @mutex.synchronize do
+        c = @cmds
+        @cmds = []
+        c
+      end
+      cmds.each do |cmd|
+        case cmd[0]
+        when :cell
+          drain
+          cmd[1..].each_with_index do |r, i|
+            @streams[r] = i
+            @select_list = nil
+            @cell << r
+          end
+          @cell_pending = true
+        when :release
+          next unless @cell_pending
+
+          @linger.concat(@cell)
+          @cell.clear
+          drop(@linger.shift) while @linger.size > MAX_LINGER
+          finish_cell
+        end
+      end
+    end
+
     def reader_loop
       loop do
-        @go.pop
-        fds = @fds
-        begin
-          loop { break unless @wake_r.read_nonblock(4096, exception: false).is_a?(String) }
-          live = { fds[0] => 0, fds[1] => 1 }
-          until live.empty?
-            ready, = IO.select(live.keys + [@wake_r])
-            break if ready.include?(@wake_r)
+        ready, = IO.select(@select_list ||= @streams.keys << @wake_r)
+        ready.each do |io|
+          if io.equal?(@wake_r)
+            run_commands
+            next
+          end
+          i = @streams[io]
+          next if i.nil?
 
-            ready.each do |io|
-              data = io.read_nonblock(1 << 16, exception: false)
-              next if data == :wait_readable
+          data = io.read_nonblock(1 << 16, @rbuf, exception: false)
+          next if data == :wait_readable
 
-              i = live[io]
-              if data.nil?
-                live.delete(io)
-                next
-              end
-              room = OUTPUT_CAP - @sizes[i]
-              if data.bytesize > room
-                @truncated = true
-                data = room.positive? ? data.byteslice(0, room) : nil
-              end
-              if data
-                @chunks[i] << data
-                @sizes[i] += data.bytesize
-              end
+          if data.nil? # EOF
+            drop(io)
+            if @cell.delete(io)
+              finish_cell if @cell.empty? && @cell_pending
+            else
+              @linger.delete(io)
             end
+            next
           end
-        rescue Exception # rubocop:disable Lint/RescueException
-          nil
-        ensure
-          fds.each { |io| io.close rescue nil } # rubocop:disable Style/RescueModifier
-          @mutex.synchronize do
-            @finished = true
-            @cv.signal
-          end
+          take_in(i, data)
         end
+      rescue Exception # rubocop:disable Lint/RescueException
+        nil # never let the reader die
       end
     end
   end
@@ -238,16 +345,22 @@ module EvalerServer
       @count = 0
       @capture = Capture.new
       @user_sigint = nil
-      @stdout = STDOUT
+      @exiting = nil            # [fields, code] once the process must exit
+      @exit_lock = Mutex.new    # who sends the last RESULT
     end
 
     attr_reader :capture
 
-    def run(code)
+    # Runs one cell and returns its RESULT.  When the process must exit after
+    # it (the cell called exit, or `final`: RUNANDKILL) it does not return:
+    # it calls Kernel#exit, so the user's at_exit handlers run with their
+    # output captured, and at_exit_hook (registered first, so run last) sends
+    # the RESULT.
+    def run(code, final = false)
       @count += 1
       fname = "<cell-#{@count}>"
-      $stdout = STDOUT
-      $stderr = STDERR
+      $stdout = STDOUT.closed? ? (@out ||= IO.new(1, 'w', autoclose: false).tap { |i| i.sync = true }) : STDOUT
+      $stderr = STDERR.closed? ? (@err ||= IO.new(2, 'w', autoclose: false).tap { |i| i.sync = true }) : STDERR
       $stdin = STDIN
       Signal.trap('INT', @user_sigint) if @user_sigint
       status = 'ok'
@@ -255,7 +368,17 @@ module EvalerServer
       exit_code = nil
       extra_err = +''
       t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      @capture.start
+      fallback = nil
+      begin
+        @capture.start
+      rescue SystemCallError, IOError => e
+        # e.g. EMFILE: the cell used up the fds.  Run it anyway (it may be the
+        # one that frees them), capturing Ruby-level output only.
+        require 'stringio'
+        fallback = [StringIO.new, StringIO.new]
+        $stdout, $stderr = fallback
+        extra_err << "evaler: output of the cell may be incomplete (#{e.message})\n"
+      end
       begin
         begin
           SERVER.in_cell = true
@@ -274,37 +397,90 @@ module EvalerServer
           SERVER.in_cell = false
         end
       rescue SystemExit => e
-        exit!(e.status) if Process.pid != SERVER_PID # a forked child leaving
         status = 'exited'
         exit_code = e.status
       rescue Interrupt => e
         status = 'interrupted'
-        extra_err = SERVER.format_exception(e)
+        extra_err << SERVER.format_exception(e)
       rescue SignalException
         raise                                        # SIGTERM & co: die as Ruby does
       rescue Exception => e # rubocop:disable Lint/RescueException
         status = 'error'
-        extra_err = SERVER.format_exception(e)
+        extra_err << SERVER.format_exception(e)
       end
       SERVER.in_cell = false
       elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
-      exit!(0) if Process.pid != SERVER_PID # a forked child fell off its cell
-      flush_all
-      out, err, truncated = @capture.stop
+      if Process.pid != SERVER_PID
+        # A child forked by the cell (block-less fork) got back here: finish
+        # it as a plain interpreter would, never let it touch the protocol.
+        flush_all
+        begin
+          @capture.fd2.write(extra_err) unless extra_err.empty?
+        rescue StandardError
+          nil
+        end
+        exit!(exit_code || (status == 'ok' ? 0 : 1))
+      end
       previous = Signal.trap('INT', SIGINT_HANDLER)
       @user_sigint = previous.equal?(SIGINT_HANDLER) ? nil : previous
-      reply = {
-        'type' => 'RESULT',
-        'stdout' => SERVER.text(out),
-        'stderr' => SERVER.text(err) + SERVER.text(extra_err),
-        'status' => status
-      }
-      reply['value'] = SERVER.text(value) unless value.nil?
-      reply['time'] = elapsed
-      reply['exit_code'] = exit_code unless exit_code.nil?
-      reply['truncated'] = true if truncated
-      [reply, exit_code]
+      fields = [status, value, elapsed, exit_code, extra_err]
+      leave = exit_code || (final ? 0 : nil)
+      if leave
+        @exiting = [fields, leave, fallback]
+        start_watchdog
+        exit(leave) # -> user at_exit handlers -> at_exit_hook
+      end
+      SERVER.reply(*collect(fallback), *fields)
     end
+
+    # Registered with at_exit before any cell runs, so it runs last.
+    def at_exit_hook
+      return if @exiting.nil? || Process.pid != SERVER_PID
+      return unless @exit_lock.try_lock
+
+      fields, _code, fallback = @exiting
+      send_last(SERVER.reply(*collect(fallback), *fields))
+    end
+
+    private
+
+    def collect(fallback)
+      flush_all
+      return @capture.stop unless fallback
+
+      out, err, truncated = @capture.take # fd-level output went to the idle pipes
+      [out + fallback[0].string.b, err + fallback[1].string.b, truncated]
+    end
+
+    def send_last(reply)
+      transport = SERVER.transport
+      return unless transport
+
+      begin
+        transport.send(reply)
+      rescue ClientGone
+        nil
+      end
+      transport.shutdown
+    end
+
+    # Exit after EXIT_GRACE even if an at_exit handler hangs, sending the
+    # RESULT with what was captured so far.
+    def start_watchdog
+      Thread.new do
+        sleep EXIT_GRACE
+        if @exit_lock.try_lock
+          fields, code, fallback = @exiting
+          out, err, truncated = fallback ? ['', '', false] : @capture.take
+          reply = SERVER.reply(out, err, truncated, *fields)
+          reply['stderr'] += "evaler: at_exit handlers still running after #{EXIT_GRACE}s, exiting\n"
+          send_last(reply)
+          exit!(code)
+        end
+      end
+    end
+
+    public
 
     private
 
@@ -370,7 +546,22 @@ module EvalerServer
     { 'type' => 'Error', 'value' => message }
   end
 
-  # Serve one connection.  Returns nil at EOF/oversize, or [:exit, code].
+  def reply(out, err, truncated, status, value, elapsed, exit_code, extra_err)
+    r = {
+      'type' => 'RESULT',
+      'stdout' => text(out),
+      'stderr' => text(err) + text(extra_err),
+      'status' => status
+    }
+    r['value'] = text(value) unless value.nil?
+    r['time'] = elapsed
+    r['exit_code'] = exit_code unless exit_code.nil?
+    r['truncated'] = true if truncated
+    r
+  end
+
+  # Serve one connection.  Returns at EOF/oversize; exits the process on
+  # exit/RUNANDKILL/KILL.
   def serve(session, transport)
     loop do
       line = begin
@@ -389,7 +580,7 @@ module EvalerServer
       next if line.strip.empty?
 
       reply = handle(session, transport, line)
-      return reply if reply.is_a?(Array)
+      return nil if reply == :gone
       next if reply.nil?
 
       begin
@@ -419,15 +610,17 @@ module EvalerServer
       code = pkt['code']
       return error(%(#{kind} packet needs a string "code" field)) unless code.is_a?(String)
 
-      reply, exit_code = session.run(code)
+      reply = begin
+        session.run(code, kind == 'RUNANDKILL') # exits the process if it must
+      rescue StandardError => e # a bug of ours: say so, keep serving
+        error("internal server error: #{e.class}: #{e.message}")
+      end
       begin
         transport.send(reply)
       rescue ClientGone
-        return nil if exit_code.nil? && kind == 'RUN'
+        return :gone
       end
-      return [:exit, exit_code] unless exit_code.nil?
-      return [:exit, 0] if kind == 'RUNANDKILL'
-
+      exit(0) if kind == 'RUNANDKILL' # only after an internal error
       nil
     when 'PING'
       { 'type' => 'CONNECTION-OK' }
@@ -494,16 +687,6 @@ module EvalerServer
     end
   end
 
-  def exit_process(session, transport, code)
-    transport.shutdown
-    Thread.new do
-      sleep EXIT_GRACE
-      exit!(code)
-    end
-    session.capture.real_out.flush rescue nil # rubocop:disable Style/RescueModifier
-    exit(code) # at_exit handlers run; other threads are killed
-  end
-
   def main(argv)
     mode = nil
     addr = nil
@@ -544,6 +727,14 @@ module EvalerServer
     end
 
     ensure_std_fds
+    if [Encoding::US_ASCII, Encoding::ASCII_8BIT].include?(Encoding.default_external)
+      # C/POSIX locale (typical in the sandbox): read files as UTF-8, as
+      # Python's UTF-8 mode does.
+      verbose = $VERBOSE
+      $VERBOSE = nil
+      Encoding.default_external = UTF8
+      $VERBOSE = verbose
+    end
     Signal.trap('INT', SIGINT_HANDLER)
     install_lazy_rubygems
     if Process.respond_to?(:_fork)
@@ -556,6 +747,7 @@ module EvalerServer
       end)
     end
     session = Session.new
+    at_exit { session.at_exit_hook }
     ARGV.clear
     Object.send(:remove_const, :EvalerServer)
 
@@ -586,8 +778,7 @@ module EvalerServer
 
   def run_connection(session, transport)
     SERVER.transport = transport
-    outcome = serve(session, transport)
-    exit_process(session, transport, outcome[1]) if outcome.is_a?(Array)
+    serve(session, transport)
     transport.close
     SERVER.transport = nil
   end

@@ -8,11 +8,15 @@ Each server is started the way the supervisor starts it (see the READMEs),
 in --listen 127.0.0.1:0 mode for most tests and with a socketpair on an
 inherited fd for the fd-mode tests.  $EVALER_TEST_PYTHON and
 $EVALER_TEST_RUBY pick the interpreters (default /usr/bin/python3, ruby on
-PATH); the Ruby tests are skipped when no ruby is found.
+PATH); the Ruby tests are skipped when no ruby is found, unless
+$EVALER_TEST_REQUIRE_RUBY is set (then that is an error).
+$EVALER_TEST_PYTHON_ARGS / $EVALER_TEST_RUBY_ARGS replace the interpreter
+flags (default "-I -X utf8" and "--disable-gems").
 """
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -26,8 +30,10 @@ SERVERS = os.path.dirname(HERE)
 PYTHON = os.environ.get("EVALER_TEST_PYTHON", "/usr/bin/python3")
 RUBY = os.environ.get("EVALER_TEST_RUBY") or shutil.which("ruby")
 
-PY_CMD = [PYTHON, "-I", "-X", "utf8", os.path.join(SERVERS, "python", "server.py")]
-RB_CMD = [RUBY or "ruby", "--disable-gems", os.path.join(SERVERS, "ruby", "server.rb")]
+PY_ARGS = shlex.split(os.environ.get("EVALER_TEST_PYTHON_ARGS", "-I -X utf8"))
+RB_ARGS = shlex.split(os.environ.get("EVALER_TEST_RUBY_ARGS", "--disable-gems"))
+PY_CMD = [PYTHON] + PY_ARGS + [os.path.join(SERVERS, "python", "server.py")]
+RB_CMD = [RUBY or "ruby"] + RB_ARGS + [os.path.join(SERVERS, "ruby", "server.rb")]
 
 TIMEOUT = 10.0
 MAX_LINE = 64 << 20
@@ -209,10 +215,9 @@ class ServerTests:
         self.assertEqual(r["stdout"], "next\n")
 
     def test_c_level_stdio_flushed(self):
-        if "c_printf" not in self.S:
-            self.skipTest("no C-level printf snippet")
+        # printf through ctypes / Fiddle: C stdio is fully buffered on a pipe
         r = self.run_ok(self.S["c_printf"])
-        self.assertEqual(r["stdout"], "py\nc-level")
+        self.assertEqual(r["stdout"], "lang\nc-level")
 
     def test_non_utf8_output_replaced(self):
         r = self.run_ok(self.S["non_utf8"])
@@ -233,12 +238,33 @@ class ServerTests:
         self.assertNotIn("truncated", r)
 
     def test_background_process_does_not_hang_cell(self):
+        # The process keeps the cell's pipe open: the cell ends anyway, the
+        # process lives on and its later output opens the next RESULT.
+        marker = os.path.join(self.tmp, "printed")
         t0 = time.monotonic()
-        r = self.run_ok(self.S["background"])
+        r = self.run_ok(self.S["background"] % marker)
         self.assertLess(time.monotonic() - t0, 1.0)
         self.assertEqual(r["stdout"], "done\n")
+        wait_for_file(marker)
         r = self.run_ok(self.S["after_unflushed"])
-        self.assertEqual(r["stdout"], "next\n")
+        self.assertEqual(r["stdout"], "late-proc\nnext\n")
+
+    def test_output_between_cells_goes_to_next_result(self):
+        marker = os.path.join(self.tmp, "printed")
+        self.run_ok(self.S["late_thread"] % marker)
+        wait_for_file(marker)
+        r = self.run_ok(self.S["after_unflushed"])
+        self.assertEqual(r["stdout"], "late-thread\nnext\n")
+        self.assertEqual(r["stderr"], "late-err\n")
+
+    def test_exit_handlers_output_in_result(self):
+        srv, conn = self.fresh()
+        r = conn.run(self.S["at_exit"])
+        self.assertEqual(r["status"], "exited", r)
+        self.assertEqual(r["exit_code"], 2)
+        self.assertEqual(r["stdout"], "cell\nat exit\n")
+        self.assertIsNone(conn.recv_line(timeout=5))
+        self.assertEqual(srv.wait(5), 2)
 
     def test_stdin_is_eof(self):
         r = self.run_ok(self.S["stdin"])
@@ -441,11 +467,17 @@ class PythonServerTests(ServerTests, unittest.TestCase):
                      "sys.stdout = io.TextIOWrapper(open(1, 'wb', closefd=False), write_through=False)\n"
                      "sys.stdout.write('buffered')",
         "after_unflushed": "print('next')",
-        "c_printf": "import ctypes\nprint('py')\nctypes.CDLL(None).printf(b'c-level')\nNone",
+        "c_printf": "import ctypes\nprint('lang')\nctypes.CDLL(None).printf(b'c-level')\nNone",
         "non_utf8": "import sys\nsys.stdout.buffer.write(b'\\xff\\n')\nNone",
         "one_mib": "print('x' * (1 << 20))",
         "nine_mib": "import sys\nsys.stdout.write('y' * (9 << 20))\nsys.stderr.write('tail\\n')\nNone",
-        "background": "import subprocess\nsubprocess.Popen(['sleep', '2'])\nprint('done')",
+        "background": "import subprocess\n"
+                      "subprocess.Popen('sleep 0.3; echo late-proc; touch %s', shell=True)\nprint('done')",
+        "late_thread": "import threading, time, sys\n"
+                       "def late():\n    time.sleep(0.1)\n    print('late-thread')\n    sys.stderr.write('late-err\\n')\n"
+                       "    open(%r, 'w').close()\n"
+                       "threading.Thread(target=late).start()",
+        "at_exit": "import atexit\natexit.register(print, 'at exit')\nprint('cell')\nexit(2)",
         "stdin": "import sys\ntry:\n    input()\nexcept EOFError:\n    r = 'eof'\n(r, sys.stdin.read())",
         "stdin_expected": "('eof', '')",
         "raise": "def boom():\n    raise ValueError('bad')\n\nboom()",
@@ -453,7 +485,7 @@ class PythonServerTests(ServerTests, unittest.TestCase):
                            "    raise ValueError('bad')\n", "ValueError: bad\n"],
         "syntax": "x = (1,\n",
         "syntax_expected": "SyntaxError:",
-        "sleep": "import time\nopen(%r, 'w').close()\nprint('before')\ntime.sleep(30)",
+        "sleep": "import time\nprint('before')\nopen(%r, 'w').close()\ntime.sleep(30)",
         "interrupt_expected": "KeyboardInterrupt\n",
         "exit0": "exit()",
         "exit3": "import sys\nsys.exit(3)",
@@ -481,7 +513,11 @@ class PythonServerTests(ServerTests, unittest.TestCase):
         self.assertEqual(r["value"], "(True, 'P')")
 
 
-@unittest.skipIf(not RUBY, "ruby not installed")
+if not RUBY and os.environ.get("EVALER_TEST_REQUIRE_RUBY"):
+    raise RuntimeError("EVALER_TEST_REQUIRE_RUBY is set but no ruby was found")
+
+
+@unittest.skipIf(not RUBY, "ruby not installed (apt-get install -y ruby)")
 class RubyServerTests(ServerTests, unittest.TestCase):
     CMD = RB_CMD
     SERVER_FILE = "server.rb"
@@ -501,17 +537,21 @@ class RubyServerTests(ServerTests, unittest.TestCase):
         "many_lines": "2000.times { |i| puts i }\nnil",
         "unflushed": "$stdout.sync = false\nprint 'buffered'\nnil",
         "after_unflushed": "puts 'next'",
+        "c_printf": "require 'fiddle'\nputs 'lang'\nFiddle::Function.new(Fiddle::Handle::DEFAULT['printf'], "
+                    "[Fiddle::TYPE_VOIDP], Fiddle::TYPE_INT).call('c-level')\nnil",
         "non_utf8": "$stdout.write(\"\\xff\\n\".b)\nnil",
         "one_mib": "puts 'x' * (1 << 20)",
         "nine_mib": "$stdout.write('y' * (9 << 20))\n$stderr.puts 'tail'\nnil",
-        "background": "Process.detach(spawn('sleep 2'))\nputs 'done'",
+        "background": "Process.detach(spawn('sleep 0.3; echo late-proc; touch %s'))\nputs 'done'",
+        "late_thread": "Thread.new { sleep 0.1; puts 'late-thread'; $stderr.puts 'late-err'; File.write(%r, '') }\nnil",
+        "at_exit": "at_exit { puts 'at exit' }\nputs 'cell'\nexit 2",
         "stdin": "[gets, $stdin.read, STDIN.eof?]",
         "stdin_expected": '[nil, "", true]',
         "raise": "def boom\n  raise ArgumentError, 'bad'\nend\n\nboom",
         "raise_expected": ["<cell-", ":2:in `boom': bad (ArgumentError)\n", ":5:in `<main>'"],
         "syntax": "x = (1,\n",
         "syntax_expected": "syntax error",
-        "sleep": "File.write(%r, '')\nputs 'before'\nsleep 30",
+        "sleep": "puts 'before'\nFile.write(%r, '')\nsleep 30",
         "interrupt_expected": "Interrupt",
         "exit0": "exit",
         "exit3": "exit 3",
@@ -526,14 +566,23 @@ class RubyServerTests(ServerTests, unittest.TestCase):
         r = self.run_ok("triple(Foo::BAR)")
         self.assertEqual(r["value"], "15")
 
-    def test_require_installed_gem_lazily(self):
-        # started with --disable-gems: a require of a gem loads RubyGems on demand
-        r = self.run_ok("require 'json'\nJSON.generate([1])")
-        self.assertEqual(r["value"], '"[1]"')
-        r = self.conn.run("require 'evaler_no_such_lib'")
+    def test_require_loads_rubygems_lazily(self):
+        # started with --disable-gems: a require that fails loads RubyGems and
+        # retries (so installed gems work); a missing library still fails.
+        if "--disable-gems" not in RB_ARGS:
+            self.skipTest("RubyGems enabled")
+        srv, conn = self.fresh()
+        self.assertNotIn("value", conn.run("defined?(Gem)"))
+        r = conn.run("require 'set'\nSet[1].size")
+        self.assertEqual(r["value"], "1")
+        r = conn.run("require 'evaler_no_such_lib'")
         self.assertEqual(r["status"], "error")
         self.assertIn("cannot load such file -- evaler_no_such_lib (LoadError)", r["stderr"])
         self.assertNotIn(self.SERVER_FILE, r["stderr"])
+        self.assertEqual(conn.run("defined?(Gem)")["value"], '"constant"')
+        # minitest is a bundled gem (in Debian's libruby3.1): only RubyGems finds it
+        r = conn.run("require 'minitest'\nMinitest::VERSION.class")
+        self.assertEqual(r["value"], "String", r)
 
 
 if __name__ == "__main__":

@@ -170,26 +170,28 @@ pub fn build() -> Result<Filter, SandboxError> {
             libc::LOCK_EX as u64,
         )?])?],
     );
-    let deny = SeccompFilter::new(
+    let nosys_rules = NOSYS.iter().map(|&nr| (nr, Vec::new())).collect();
+    Ok(Filter {
+        deny: compile(rules, libc::EPERM, arch)?,
+        nosys: compile(nosys_rules, libc::ENOSYS, arch)?,
+    })
+}
+
+/// A program that allows everything but the calls `rules` match, which fail
+/// with `errno`.
+fn compile(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    errno: i32,
+    arch: TargetArch,
+) -> Result<BpfProgram, SandboxError> {
+    SeccompFilter::new(
         rules,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Errno(errno as u32),
         arch,
     )
     .and_then(BpfProgram::try_from)
-    .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
-
-    let nosys_rules: BTreeMap<i64, Vec<SeccompRule>> =
-        NOSYS.iter().map(|&nr| (nr, Vec::new())).collect();
-    let nosys = SeccompFilter::new(
-        nosys_rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        arch,
-    )
-    .and_then(BpfProgram::try_from)
-    .map_err(|e| SandboxError::Seccomp(e.to_string()))?;
-    Ok(Filter { deny, nosys })
+    .map_err(|e| SandboxError::Seccomp(e.to_string()))
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ pub struct SandboxBox {
     pub(crate) keeper: Keeper,
     /// The keeper stopped answering; rebuilt before the next run.
     pub(crate) keeper_broken: bool,
+    /// The memory and process limits last written to the cgroup.
+    cgroup_limits: Option<(Option<u64>, Option<u64>)>,
     dir: BoxDir,
     /// The keeper's `/tmp` and `/dev/shm`, emptied after every run.
     tmp: BoxDir,
@@ -234,6 +236,7 @@ impl SandboxBox {
             net_ns: parts.net_ns,
             keeper: parts.keeper,
             keeper_broken: false,
+            cgroup_limits: None,
             dir: parts.dir,
             tmp: parts.tmp,
             shm: parts.shm,
@@ -336,11 +339,17 @@ impl SandboxBox {
             self.dir.write(&f.name, &f.contents, f.executable)?;
         }
         let limits = spec.limits.clone();
-        // The keeper lives in the cgroup too: one more process.
-        self.cgroup.set_limits(
+        // The keeper lives in the cgroup too: one more process. Judges run
+        // test after test with the same limits: write them only on change.
+        let wanted = (
             limits.memory_kib.map(|k| k.saturating_mul(1024)),
             limits.processes.map(|p| p.saturating_add(1)),
-        )?;
+        );
+        if self.cgroup_limits != Some(wanted) {
+            self.cgroup_limits = None;
+            self.cgroup.set_limits(wanted.0, wanted.1)?;
+            self.cgroup_limits = Some(wanted);
+        }
         let meter = self.cgroup.begin_run()?;
 
         // Everything the children touch is built here, before the clone.

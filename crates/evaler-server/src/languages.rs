@@ -29,7 +29,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// The repository's `languages.toml`, embedded at build time.
@@ -697,9 +697,7 @@ impl<'de> Deserialize<'de> for Ordered {
             }
         }
 
-        deserializer
-            .deserialize_map(OrderedVisitor)
-            .map_err(de::Error::custom)
+        deserializer.deserialize_map(OrderedVisitor)
     }
 }
 

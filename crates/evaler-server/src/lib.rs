@@ -1,3 +1,5 @@
 //! placeholder
 
+pub mod judge;
 pub mod languages;
+pub mod session;

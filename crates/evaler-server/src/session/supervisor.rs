@@ -1,0 +1,881 @@
+//! `evaler kernel`: one session's supervisor and proxy.
+//!
+//! It runs as root outside the sandbox, listens on TCP, starts the language
+//! server in a box with one end of a socket pair, and relays between one
+//! client at a time and the server (the server, and so the session's state,
+//! outlives client connections). The server only ever sees RUN: everything
+//! that must work while a cell runs is done here, at once:
+//!
+//! - `PING`: `CONNECTION-OK` while the server process is alive,
+//!   `CONNECTION-ERROR` with the reason once it is not;
+//! - `INTERRUPT`: SIGINT to a native server process (the STDIO server gets
+//!   the INTERRUPT packet instead: it reads its socket while a cell runs,
+//!   and forwards SIGINT to its interpreter); if the cell has not ended
+//!   [`KernelOptions::interrupt_grace`] later, the session is killed and the
+//!   RUN gets `RESULT` with status `crashed`;
+//! - a RUN's `timeout`: SIGINT at the deadline, status `timeout` when the
+//!   cell stops, or the same escalation after [`KernelOptions::timeout_grace`]
+//!   (status `crashed`);
+//! - `KILL`: the box is killed and the kernel exits, answering nothing;
+//! - RUNs that arrive while a cell runs wait in a FIFO queue.
+//!
+//! Replies from the server are decoded and checked before they are passed
+//! on; anything malformed, unexpected or oversized counts as a crash. See
+//! `docs/PROTOCOL.md`, "Session semantics", for the full contract.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use evaler_proto::{
+    ConnectionError, DecodeError, Run, RunResult, RunStatus, SessionClientCodec, SessionReply,
+    SessionRequest, SessionServerCodec, StreamError, ValidationError, DEFAULT_MAX_PACKET,
+};
+use evaler_sandbox::{Outcome, ProcessHandle, Sandbox, SandboxConfig};
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::oneshot;
+use tokio_util::codec::Framed;
+
+use super::kernels::{KernelTable, KernelsError};
+use super::launch::{self, describe_end, LaunchParams, SessionLimits};
+
+/// Settings of one `evaler kernel`.
+#[derive(Debug, Clone)]
+pub struct KernelOptions {
+    /// Kernel name or alias (see `kernels.toml`).
+    pub lang: String,
+    pub listen: SocketAddr,
+    /// Overrides the kernel's memory limit, KiB.
+    pub memory_kib: Option<u64>,
+    /// Overrides the kernel's process limit.
+    pub processes: Option<u64>,
+    /// End the session when standard input reaches EOF (the host that
+    /// started the kernel died).
+    pub exit_with_stdin: bool,
+    /// Timeout for RUNs that do not give one.
+    pub default_timeout: Option<Duration>,
+    /// How long a cell has to stop after INTERRUPT before the session is
+    /// killed.
+    pub interrupt_grace: Duration,
+    /// The same after a RUN's timeout.
+    pub timeout_grace: Duration,
+    /// Once the interpreter is dead, how long a connected client may keep
+    /// the kernel up (answering CONNECTION-ERROR) before it exits anyway.
+    pub linger: Duration,
+    /// Packet size limit, both directions.
+    pub max_packet: usize,
+    /// Bytes kept of a cell's stdout and of its stderr.
+    pub output_cap: usize,
+    /// Kernel definitions; `None`: `$EVALER_KERNELS` or the bundled file.
+    pub kernels: Option<KernelTable>,
+    /// The evaler binary for STDIO kernels; `None`: this executable.
+    pub evaler_exe: Option<PathBuf>,
+    pub sandbox: SandboxConfig,
+}
+
+impl KernelOptions {
+    /// Defaults: loopback, any port, the kernel's own limits.
+    pub fn new(lang: impl Into<String>) -> KernelOptions {
+        KernelOptions {
+            lang: lang.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            memory_kib: None,
+            processes: None,
+            exit_with_stdin: false,
+            default_timeout: None,
+            interrupt_grace: Duration::from_millis(500),
+            timeout_grace: Duration::from_millis(100),
+            linger: Duration::from_secs(30),
+            max_packet: DEFAULT_MAX_PACKET,
+            output_cap: super::stdio::DEFAULT_OUTPUT_CAP,
+            kernels: None,
+            evaler_exe: None,
+            sandbox: SandboxConfig::default(),
+        }
+    }
+}
+
+/// Why a kernel could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("unknown session language `{lang}` (known: {known})")]
+    UnknownLang { lang: String, known: String },
+    #[error(transparent)]
+    Kernels(#[from] KernelsError),
+    #[error("invalid limits: {0}")]
+    Limits(String),
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] evaler_sandbox::SandboxError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a kernel to the end of its session. `on_listening` gets the bound
+/// address as soon as the listener exists (the CLI prints it); the server
+/// starts meanwhile. Returns the exit code: 0 when the session ended (KILL,
+/// RUNANDKILL, exit, crash), 1 when the server could not start.
+pub fn run_kernel(
+    opts: KernelOptions,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<i32, KernelError> {
+    let table = match &opts.kernels {
+        Some(t) => t.clone(),
+        None => KernelTable::from_env_or_bundled()?,
+    };
+    let spec = table
+        .get(&opts.lang)
+        .ok_or_else(|| KernelError::UnknownLang {
+            lang: opts.lang.clone(),
+            known: table.names().collect::<Vec<_>>().join(", "),
+        })?
+        .clone();
+    let limits = SessionLimits {
+        memory_kib: opts.memory_kib.unwrap_or(spec.memory_kib),
+        processes: opts.processes.unwrap_or(spec.processes),
+    };
+    if limits.memory_kib < 1024 || limits.processes == 0 {
+        return Err(KernelError::Limits(
+            "--memory must be at least 1024 KiB and --processes at least 1".into(),
+        ));
+    }
+    let sandbox = Sandbox::new(opts.sandbox.clone())?;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let params = LaunchParams {
+        limits,
+        evaler_exe: opts.evaler_exe.clone(),
+        output_cap: opts.output_cap,
+    };
+    let run = launch::build_spec(&spec, &params, theirs)
+        .map_err(KernelError::Setup)?;
+    let listener = std::net::TcpListener::bind(opts.listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let launched = launch::launch(sandbox, run)?;
+    on_listening(addr);
+
+    let stdin_eof = if opts.exit_with_stdin {
+        let (tx, rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("evaler-stdin".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut buf = [0u8; 512];
+                let mut stdin = std::io::stdin().lock();
+                loop {
+                    match stdin.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = tx.send(());
+            })?;
+        Some(rx)
+    } else {
+        None
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let name = spec.name.clone();
+    let interrupt_by_packet = matches!(spec.kind, super::kernels::KernelKind::Stdio { .. });
+    let code = rt.block_on(async move {
+        ours.set_nonblocking(true)?;
+        let server = UnixStream::from_std(ours)?;
+        let listener = TcpListener::from_std(listener)?;
+        let kernel = Kernel {
+            name,
+            limits,
+            opts,
+            listener,
+            client: None,
+            next_gen: 0,
+            server: Some(Framed::new(
+                server,
+                SessionClientCodec::with_max_packet(DEFAULT_MAX_PACKET),
+            )),
+            started: Some(launched.started),
+            ended: Some(launched.ended),
+            stdin_eof,
+            handle: None,
+            kill_requested: false,
+            queue: VecDeque::new(),
+            current: None,
+            dead: None,
+            exit: None,
+            server_eof_kill_at: None,
+            start_failed: false,
+            interrupt_by_packet,
+        };
+        Ok::<i32, std::io::Error>(kernel.run().await)
+    })?;
+    drop(rt);
+    // The session thread has reported the end (or was given up on): joining
+    // it here would only wait for a box that refuses to die.
+    Ok(code)
+}
+
+struct Client {
+    framed: Framed<TcpStream, SessionServerCodec>,
+    gen: u64,
+}
+
+#[derive(Debug)]
+struct Queued {
+    run: Run,
+    and_kill: bool,
+    /// The connection that asked (replies to a closed one are dropped).
+    gen: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cause {
+    Interrupt,
+    Timeout(f64),
+}
+
+#[derive(Debug)]
+struct StopRequest {
+    cause: Cause,
+    escalate_at: Instant,
+    signalled: bool,
+}
+
+#[derive(Debug)]
+struct Current {
+    q: Queued,
+    deadline: Option<Instant>,
+    timeout: Option<f64>,
+    stop: Option<StopRequest>,
+}
+
+struct Dead {
+    reason: String,
+    since: Instant,
+}
+
+enum Event {
+    StdinEof,
+    Started(Option<Result<ProcessHandle, String>>),
+    Server(Option<Result<Result<SessionReply, DecodeError>, StreamError>>),
+    Ended(Option<Result<Outcome, String>>),
+    Client(Option<Result<Result<SessionRequest, DecodeError>, StreamError>>),
+    Timer,
+    Accept(std::io::Result<(TcpStream, SocketAddr)>),
+}
+
+struct Kernel {
+    name: String,
+    limits: SessionLimits,
+    opts: KernelOptions,
+    listener: TcpListener,
+    client: Option<Client>,
+    next_gen: u64,
+    server: Option<Framed<UnixStream, SessionClientCodec>>,
+    started: Option<oneshot::Receiver<Result<ProcessHandle, String>>>,
+    ended: Option<oneshot::Receiver<Result<Outcome, String>>>,
+    stdin_eof: Option<oneshot::Receiver<()>>,
+    handle: Option<ProcessHandle>,
+    kill_requested: bool,
+    queue: VecDeque<Queued>,
+    current: Option<Current>,
+    dead: Option<Dead>,
+    exit: Option<i32>,
+    server_eof_kill_at: Option<Instant>,
+    start_failed: bool,
+    /// STDIO servers take INTERRUPT as a packet, native ones as SIGINT.
+    interrupt_by_packet: bool,
+}
+
+async fn recv_opt<T>(rx: &mut Option<oneshot::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => {
+            let v = r.await.ok();
+            *rx = None;
+            v
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_opt<S: futures::Stream + Unpin>(s: &mut Option<S>) -> Option<S::Item> {
+    match s {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn client_next(
+    c: &mut Option<Client>,
+) -> Option<Result<Result<SessionRequest, DecodeError>, StreamError>> {
+    match c {
+        Some(c) => c.framed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn connection_error(reason: &str) -> SessionReply {
+    SessionReply::ConnectionError(ConnectionError {
+        value: Some(reason.to_string()),
+    })
+}
+
+impl Kernel {
+    async fn run(mut self) -> i32 {
+        while self.exit.is_none() {
+            let timer = self.next_timer();
+            let accepting = self.client.is_none();
+            let ev = tokio::select! {
+                biased;
+                _ = recv_opt(&mut self.stdin_eof) => Event::StdinEof,
+                r = recv_opt(&mut self.started) => Event::Started(r),
+                p = next_opt(&mut self.server) => Event::Server(p),
+                r = recv_opt(&mut self.ended) => Event::Ended(r),
+                p = client_next(&mut self.client) => Event::Client(p),
+                _ = sleep_opt(timer) => Event::Timer,
+                a = self.listener.accept(), if accepting => Event::Accept(a),
+            };
+            self.on(ev).await;
+        }
+        self.shutdown().await
+    }
+
+    async fn on(&mut self, ev: Event) {
+        match ev {
+            Event::StdinEof => {
+                tracing::debug!("standard input closed: ending the session");
+                self.kill();
+                self.exit = Some(0);
+            }
+            Event::Started(r) => self.on_started(r).await,
+            Event::Server(p) => self.on_server(p).await,
+            Event::Ended(r) => self.on_ended(r).await,
+            Event::Client(p) => self.on_client(p).await,
+            Event::Timer => self.on_timer().await,
+            Event::Accept(Ok((stream, peer))) => {
+                let _ = stream.set_nodelay(true);
+                tracing::debug!(%peer, "client connected");
+                self.client = Some(Client {
+                    framed: Framed::new(
+                        stream,
+                        SessionServerCodec::with_max_packet(self.opts.max_packet),
+                    ),
+                    gen: self.next_gen,
+                });
+                self.next_gen += 1;
+            }
+            Event::Accept(Err(e)) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut add = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+        if let Some(c) = &self.current {
+            match &c.stop {
+                Some(s) => add(s.escalate_at),
+                None => {
+                    if let Some(d) = c.deadline {
+                        add(d);
+                    }
+                }
+            }
+        }
+        if let Some(d) = &self.dead {
+            add(d.since + self.opts.linger);
+        }
+        if let Some(at) = self.server_eof_kill_at {
+            add(at);
+        }
+        t
+    }
+
+    /// Kills the box (now, or as soon as it has started).
+    fn kill(&mut self) {
+        self.kill_requested = true;
+        if let Some(h) = &self.handle {
+            h.kill();
+        }
+    }
+
+    fn exit_code(&self) -> i32 {
+        i32::from(self.start_failed)
+    }
+
+    async fn on_started(&mut self, r: Option<Result<ProcessHandle, String>>) {
+        match r {
+            Some(Ok(h)) => {
+                tracing::debug!(init = h.init_pid(), "server started");
+                if self.kill_requested {
+                    h.kill();
+                }
+                self.handle = Some(h);
+                // An interrupt asked for before the handle existed.
+                let pending = self
+                    .current
+                    .as_ref()
+                    .and_then(|c| c.stop.as_ref())
+                    .is_some_and(|s| !s.signalled);
+                if pending && !self.interrupt_by_packet {
+                    let signalled = self.signal_interrupt().await;
+                    if let Some(stop) = self.current.as_mut().and_then(|c| c.stop.as_mut()) {
+                        stop.signalled = signalled;
+                    }
+                }
+            }
+            Some(Err(msg)) => {
+                let reason = format!("could not start the {} session: {msg}", self.name);
+                tracing::error!("{reason}");
+                self.start_failed = true;
+                self.die(reason).await;
+            }
+            None => {
+                let reason = format!("could not start the {} session", self.name);
+                tracing::error!("{reason}");
+                self.start_failed = true;
+                self.die(reason).await;
+            }
+        }
+    }
+
+    /// A protocol violation by the server: the session is over.
+    async fn crash(&mut self, reason: String) {
+        tracing::warn!("{reason}");
+        self.kill();
+        self.die(reason).await;
+    }
+
+    async fn on_server(
+        &mut self,
+        p: Option<Result<Result<SessionReply, DecodeError>, StreamError>>,
+    ) {
+        match p {
+            None | Some(Err(StreamError::Io(_))) => {
+                tracing::debug!("server closed its socket");
+                self.server = None;
+                if self.dead.is_none() && self.ended.is_some() {
+                    // Its exit report follows; make sure there is one.
+                    self.server_eof_kill_at = Some(Instant::now() + Duration::from_millis(200));
+                }
+            }
+            Some(Err(e)) => {
+                self.server = None;
+                let reason = format!("the {} server broke the protocol: {e}", self.name);
+                self.crash(reason).await;
+            }
+            Some(Ok(Err(e))) => {
+                let reason = format!("the {} server sent an invalid packet: {e}", self.name);
+                self.crash(reason).await;
+            }
+            Some(Ok(Ok(reply))) => match reply {
+                SessionReply::Result(r) => {
+                    if self.current.is_none() || self.dead.is_some() {
+                        let reason =
+                            format!("the {} server sent a RESULT nobody asked for", self.name);
+                        self.crash(reason).await;
+                    } else {
+                        self.finish_current(r).await;
+                    }
+                }
+                SessionReply::ConnectionError(ce) => {
+                    let reason = ce
+                        .value
+                        .unwrap_or_else(|| format!("the {} interpreter died", self.name));
+                    self.kill();
+                    self.die(reason).await;
+                }
+                SessionReply::ConnectionOk => {}
+                SessionReply::Error(e) => {
+                    let reason = format!("the {} server rejected a request: {}", self.name, e.value);
+                    self.crash(reason).await;
+                }
+            },
+        }
+    }
+
+    async fn on_ended(&mut self, r: Option<Result<Outcome, String>>) {
+        self.server_eof_kill_at = None;
+        // Replies the server sent before it ended come first (a RESULT with
+        // status "exited", a CONNECTION-ERROR with the real reason).
+        while self.server.is_some() {
+            let next = tokio::time::timeout(
+                Duration::from_millis(100),
+                next_opt(&mut self.server),
+            )
+            .await;
+            match next {
+                Ok(None) | Err(_) => {
+                    self.server = None;
+                }
+                Ok(p) => self.on_server(p).await,
+            }
+        }
+        let reason = match &r {
+            Some(Ok(outcome)) => {
+                tracing::debug!(
+                    verdict = %outcome.verdict,
+                    exit_code = ?outcome.exit_code,
+                    signal = ?outcome.signal,
+                    comment = %outcome.comment,
+                    stdout = %String::from_utf8_lossy(&outcome.stdout),
+                    stderr = %String::from_utf8_lossy(&outcome.stderr),
+                    "server ended"
+                );
+                describe_end(&self.name, outcome, &self.limits)
+            }
+            Some(Err(e)) => format!("the {} session failed: {e}", self.name),
+            None => format!("the {} server ended", self.name),
+        };
+        self.handle = None;
+        self.die(reason).await;
+    }
+
+    async fn on_client(
+        &mut self,
+        p: Option<Result<Result<SessionRequest, DecodeError>, StreamError>>,
+    ) {
+        let Some(gen) = self.client.as_ref().map(|c| c.gen) else {
+            return;
+        };
+        match p {
+            None | Some(Err(StreamError::Io(_))) | Some(Err(StreamError::Encode(_))) => {
+                tracing::debug!("client disconnected");
+                self.drop_client();
+            }
+            Some(Err(StreamError::Decode(e))) => {
+                self.reply(gen, SessionReply::from(&e)).await;
+                self.drop_client();
+            }
+            Some(Ok(Err(e))) => self.reply(gen, SessionReply::from(&e)).await,
+            Some(Ok(Ok(req))) => self.on_request(req, gen).await,
+        }
+    }
+
+    fn drop_client(&mut self) {
+        self.client = None;
+        if self.dead.is_some() {
+            self.exit = Some(self.exit_code());
+        }
+    }
+
+    async fn reply(&mut self, gen: u64, reply: SessionReply) {
+        let Some(c) = self.client.as_mut().filter(|c| c.gen == gen) else {
+            return;
+        };
+        if let Err(e) = c.framed.send(reply).await {
+            tracing::debug!("cannot answer the client: {e}");
+            self.drop_client();
+        }
+    }
+
+    async fn on_request(&mut self, req: SessionRequest, gen: u64) {
+        match req {
+            SessionRequest::Kill => {
+                self.kill();
+                self.exit = Some(self.exit_code());
+            }
+            SessionRequest::Ping => {
+                let reply = match &self.dead {
+                    Some(d) => connection_error(&d.reason),
+                    None => SessionReply::ConnectionOk,
+                };
+                self.reply(gen, reply).await;
+            }
+            SessionRequest::Interrupt => {
+                if self.current.is_some() {
+                    self.request_stop(Cause::Interrupt).await;
+                }
+            }
+            SessionRequest::Run(_) | SessionRequest::RunAndKill(_) => {
+                let (run, and_kill) = match req {
+                    SessionRequest::RunAndKill(run) => (run, true),
+                    SessionRequest::Run(run) => (run, false),
+                    _ => return,
+                };
+                let packet = if and_kill { "RUNANDKILL" } else { "RUN" };
+                if let Some(t) = run.timeout {
+                    if !t.is_finite() {
+                        let e = ValidationError::NonFinite {
+                            packet,
+                            field: "timeout",
+                            value: t,
+                        };
+                        self.reply(gen, SessionReply::Error(evaler_proto::ErrorPacket::new(e.to_string())))
+                            .await;
+                        return;
+                    }
+                    if t < 0.0 {
+                        let e = ValidationError::Negative {
+                            packet,
+                            field: "timeout",
+                            value: format!("{t}"),
+                        };
+                        self.reply(gen, SessionReply::Error(evaler_proto::ErrorPacket::new(e.to_string())))
+                            .await;
+                        return;
+                    }
+                }
+                if let Some(d) = &self.dead {
+                    let reply = connection_error(&d.reason);
+                    self.reply(gen, reply).await;
+                    return;
+                }
+                self.queue.push_back(Queued { run, and_kill, gen });
+                self.dispatch().await;
+            }
+        }
+    }
+
+    /// Starts the next queued cell if none runs.
+    async fn dispatch(&mut self) {
+        if self.current.is_some() || self.dead.is_some() || self.exit.is_some() {
+            return;
+        }
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        let Some(q) = self.queue.pop_front() else {
+            return;
+        };
+        let timeout = q
+            .run
+            .timeout
+            .filter(|t| *t > 0.0)
+            .or(self.opts.default_timeout.map(|d| d.as_secs_f64()));
+        let req = SessionRequest::Run(Run {
+            code: q.run.code.clone(),
+            timeout: None,
+        });
+        let sent = server.send(req).await;
+        let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.min(1e9)));
+        self.current = Some(Current {
+            q,
+            deadline,
+            timeout,
+            stop: None,
+        });
+        if let Err(e) = sent {
+            let reason = format!("lost the {} server: {e}", self.name);
+            self.crash(reason).await;
+        }
+    }
+
+    /// Asks the server to stop the running cell.
+    async fn signal_interrupt(&mut self) -> bool {
+        if self.interrupt_by_packet {
+            match self.server.as_mut() {
+                Some(s) => s.send(SessionRequest::Interrupt).await.is_ok(),
+                None => false,
+            }
+        } else {
+            self.handle
+                .as_ref()
+                .is_some_and(|h| h.signal_program(libc::SIGINT))
+        }
+    }
+
+    async fn request_stop(&mut self, cause: Cause) {
+        let grace = match cause {
+            Cause::Interrupt => self.opts.interrupt_grace,
+            Cause::Timeout(_) => self.opts.timeout_grace,
+        };
+        if self.current.is_none() {
+            return;
+        }
+        let again = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.stop.is_some());
+        // Ctrl-C twice: signal again, keep the first deadline.
+        let signalled = self.signal_interrupt().await;
+        tracing::debug!(?cause, signalled, again, "interrupting the cell");
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        match &mut cur.stop {
+            Some(stop) => stop.signalled |= signalled,
+            None => {
+                cur.stop = Some(StopRequest {
+                    cause,
+                    escalate_at: Instant::now() + grace,
+                    signalled,
+                })
+            }
+        }
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if let Some(at) = self.server_eof_kill_at {
+            if now >= at {
+                self.server_eof_kill_at = None;
+                self.kill();
+            }
+        }
+        let mut escalate = None;
+        let mut timed_out = None;
+        if let Some(c) = &self.current {
+            match &c.stop {
+                Some(s) if now >= s.escalate_at => escalate = Some(s.cause),
+                None if c.deadline.is_some_and(|d| now >= d) => timed_out = c.timeout,
+                _ => {}
+            }
+        }
+        if let Some(t) = timed_out {
+            self.request_stop(Cause::Timeout(t)).await;
+        }
+        if let Some(cause) = escalate {
+            let reason = match cause {
+                Cause::Interrupt => format!(
+                    "the cell did not stop within {} ms of INTERRUPT, so the session was ended",
+                    self.opts.interrupt_grace.as_millis()
+                ),
+                Cause::Timeout(t) => format!(
+                    "the cell did not stop within {} ms of its {t} s timeout, so the session was ended",
+                    self.opts.timeout_grace.as_millis()
+                ),
+            };
+            tracing::debug!("{reason}");
+            self.kill();
+            self.die(reason).await;
+        }
+        if let Some(d) = &self.dead {
+            if now >= d.since + self.opts.linger {
+                self.exit = Some(self.exit_code());
+            }
+        }
+    }
+
+    /// Caps what a RESULT may carry and maps statuses the server does not
+    /// know about (an interrupt we sent for a timeout).
+    fn sanitize(&self, mut r: RunResult, cur: &Current) -> RunResult {
+        let cap = self.opts.output_cap.saturating_mul(3).max(1024);
+        let mut cut = false;
+        for s in [&mut r.stdout, &mut r.stderr] {
+            if s.len() > cap {
+                super::stdio::cut_string(s, cap);
+                cut = true;
+            }
+        }
+        if let Some(v) = &mut r.value {
+            if v.len() > 1 << 20 {
+                super::stdio::cut_string(v, 1 << 20);
+                cut = true;
+            }
+        }
+        if cut {
+            r.truncated = Some(true);
+        }
+        if r.time.is_some_and(|t| !t.is_finite() || t < 0.0) {
+            r.time = None;
+        }
+        if r.status != Some(RunStatus::Exited) {
+            r.exit_code = None;
+        }
+        if let Some(stop) = &cur.stop {
+            if matches!(stop.cause, Cause::Timeout(_)) && r.status == Some(RunStatus::Interrupted) {
+                r.status = Some(RunStatus::Timeout);
+            }
+        }
+        r
+    }
+
+    async fn finish_current(&mut self, r: RunResult) {
+        let Some(cur) = self.current.take() else {
+            return;
+        };
+        let r = self.sanitize(r, &cur);
+        let exited = (r.status == Some(RunStatus::Exited)).then(|| r.exit_code.unwrap_or(0));
+        self.reply(cur.q.gen, SessionReply::Result(r)).await;
+        if let Some(code) = exited {
+            self.kill();
+            self.die(format!("the {} interpreter exited with status {code}", self.name))
+                .await;
+        } else if cur.q.and_kill {
+            self.kill();
+            let reason = "the session was ended by RUNANDKILL".to_string();
+            for q in std::mem::take(&mut self.queue) {
+                self.reply(q.gen, connection_error(&reason)).await;
+            }
+            self.exit = Some(0);
+        } else {
+            self.dispatch().await;
+        }
+    }
+
+    /// The interpreter is gone: the running cell and the queue are
+    /// answered, and from now on everything gets CONNECTION-ERROR.
+    async fn die(&mut self, reason: String) {
+        if self.dead.is_some() {
+            return;
+        }
+        tracing::debug!("session over: {reason}");
+        self.dead = Some(Dead {
+            reason: reason.clone(),
+            since: Instant::now(),
+        });
+        if let Some(cur) = self.current.take() {
+            let reply = if cur.stop.is_some() {
+                SessionReply::Result(RunResult {
+                    stdout: String::new(),
+                    stderr: format!("evaler: {reason}\n"),
+                    status: Some(RunStatus::Crashed),
+                    value: None,
+                    time: None,
+                    exit_code: None,
+                    truncated: None,
+                })
+            } else {
+                connection_error(&reason)
+            };
+            self.reply(cur.q.gen, reply).await;
+        }
+        for q in std::mem::take(&mut self.queue) {
+            self.reply(q.gen, connection_error(&reason)).await;
+        }
+        if self.client.is_none() {
+            self.exit = Some(self.exit_code());
+        }
+    }
+
+    async fn shutdown(mut self) -> i32 {
+        let code = self.exit.unwrap_or(0);
+        self.kill();
+        // A server still starting is killed as soon as it exists.
+        if self.handle.is_none() {
+            if let Some(started) = self.started.take() {
+                if let Ok(Ok(Ok(h))) = tokio::time::timeout(Duration::from_secs(3), started).await {
+                    h.kill();
+                    self.handle = Some(h);
+                }
+            }
+        }
+        // Let the session thread clean the box up (it reports after).
+        if let Some(ended) = self.ended.take() {
+            if self.handle.is_some() {
+                let _ = tokio::time::timeout(Duration::from_secs(3), ended).await;
+            }
+        }
+        if let Some(mut c) = self.client.take() {
+            let _ = SinkExt::<SessionReply>::close(&mut c.framed).await;
+        }
+        code
+    }
+}

@@ -232,7 +232,16 @@ pub(crate) fn exec_program(plan: &ProgramPlan<'_>) -> ! {
     // error (EACCES, ENOEXEC) found on the way is what gets reported.
     let mut last = Errno::ENOENT;
     for (i, &path) in plan.exec_paths.iter().enumerate() {
-        let e = sys::execve(path, plan.argv, plan.envp);
+        let mut e = sys::execve(path, plan.argv, plan.envp);
+        // ETXTBSY: a process forked from the supervisor at the moment it was
+        // writing this executable into the box still holds the file open for
+        // writing; that copy is closed within moments.
+        let mut tries = 0;
+        while e == Errno::ETXTBSY && tries < 200 {
+            sys::sleep_us(1000);
+            tries += 1;
+            e = sys::execve(path, plan.argv, plan.envp);
+        }
         if e != Errno::ENOENT && e != Errno::ENOTDIR {
             last = e;
             if e != Errno::EACCES {

@@ -590,3 +590,13 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> SysResult<usiz
         Err(e) => Err(e),
     }
 }
+
+/// Sleeps without touching the allocator (async-signal-safe).
+pub fn sleep_us(us: u64) {
+    let ts = libc::timespec {
+        tv_sec: (us / 1_000_000) as libc::time_t,
+        tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
+    };
+    // SAFETY: ts lives on our stack; a null remainder is allowed.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+}

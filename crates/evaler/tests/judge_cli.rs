@@ -119,18 +119,8 @@ fn judge_language(lang: &str) {
             "--json",
         ]);
         let report = stdout_json(&out);
-        let mut got = report["verdict"].as_str().unwrap_or("?");
+        let got = report["verdict"].as_str().unwrap_or("?");
         let code = out.status.code();
-        // PyPy constant-folds `b"\x01" * (640 << 20)` at compile time, so
-        // its compiler, not the program, runs out of memory: the judge is
-        // right to stop it. That is a memory-limit failure all the same.
-        let compiler_oom = report["compile"]["other"]
-            .as_str()
-            .is_some_and(|o| o.contains("Memory limit exceeded"));
-        if got == "CE" && want == "MLE" && compiler_oom {
-            eprintln!("note: {file}: the compiler hit its memory limit; counted as MLE");
-            got = "MLE";
-        }
         eprintln!(
             "{file}: {got} (expected {want}) in {:.1?}, first failure {}",
             start.elapsed(),

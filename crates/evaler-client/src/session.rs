@@ -831,7 +831,8 @@ impl Actor {
         if self.dead.is_some() {
             return;
         }
-        let reason = if reason.contains("kernel exited") || reason.contains("closed the connection") {
+        let reason = if reason.contains("kernel exited") || reason.contains("closed the connection")
+        {
             let t = self.tail.text();
             if t.is_empty() {
                 reason

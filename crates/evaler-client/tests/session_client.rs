@@ -40,7 +40,10 @@ fn require_root() {
         .find(|l| l.starts_with("Uid:"))
         .and_then(|l| l.split_whitespace().nth(2))
         .unwrap_or("");
-    assert_eq!(uid, "0", "these tests need root (evaler's sandbox does), as CI has");
+    assert_eq!(
+        uid, "0",
+        "these tests need root (evaler's sandbox does), as CI has"
+    );
 }
 
 fn opts() -> SessionOptions {
@@ -137,16 +140,24 @@ async fn state_values_and_status() {
 async fn kill_is_fast_even_in_an_uninterruptible_cell() {
     let s = Session::start("python", opts()).await.unwrap();
     let procs = tree(s.kernel_pid().unwrap());
-    let run = s.run("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass");
+    let run =
+        s.run("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass");
     tokio::pin!(run);
     assert!(tokio::time::timeout(Duration::from_millis(200), &mut run)
         .await
         .is_err());
-    let procs: HashSet<_> = procs.union(&tree(s.kernel_pid().unwrap())).cloned().collect();
+    let procs: HashSet<_> = procs
+        .union(&tree(s.kernel_pid().unwrap()))
+        .cloned()
+        .collect();
     let t = Instant::now();
     s.kill().await.unwrap();
     let r = run.await;
-    assert!(t.elapsed() < Duration::from_millis(200), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(matches!(r, Err(SessionError::Dead(_))), "{r:?}");
     assert_gone(&procs).await;
 }
@@ -166,7 +177,11 @@ async fn timeouts_interrupts_and_blocked_reads() {
             .await
             .unwrap();
         assert_eq!(r.status, Some(RunStatus::Timeout), "{code}: {r:?}");
-        assert!(t.elapsed() < Duration::from_millis(500), "{code}: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{code}: {:?}",
+            t.elapsed()
+        );
     }
     // INTERRUPT while a cell sleeps.
     let run = s.run("import time\ntime.sleep(30)");
@@ -180,7 +195,10 @@ async fn timeouts_interrupts_and_blocked_reads() {
         .expect("interrupt took effect")
         .unwrap();
     assert_eq!(r.status, Some(RunStatus::Interrupted));
-    assert_eq!(s.run("state").await.unwrap().value.as_deref(), Some("'kept'"));
+    assert_eq!(
+        s.run("state").await.unwrap().value.as_deref(),
+        Some("'kept'")
+    );
     // A cell that ignores SIGINT: the session ends 100 ms after the deadline.
     let t = Instant::now();
     let r = s
@@ -191,7 +209,11 @@ async fn timeouts_interrupts_and_blocked_reads() {
         .await
         .unwrap();
     assert_eq!(r.status, Some(RunStatus::Crashed));
-    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(s.status().is_dead());
 }
 
@@ -246,7 +268,10 @@ async fn dropping_a_session_leaves_no_process() {
         .await
         .unwrap();
     let procs = tree(s.kernel_pid().unwrap());
-    assert!(procs.len() >= 4, "kernel, sandbox and server expected: {procs:?}");
+    assert!(
+        procs.len() >= 4,
+        "kernel, sandbox and server expected: {procs:?}"
+    );
     drop(s);
     assert_gone(&procs).await;
 }

@@ -41,14 +41,22 @@ fn braces_that_do_not_end_a_chunk() {
             code("try { f(); } catch (...) {}"),
         ]
     );
-    assert_eq!(split("if (x) a();\nelse b();"), [code("if (x) a(); else b();")]);
-    assert_eq!(split("for (int i = 0; i < 3; i++) {}"), [code("for (int i = 0; i < 3; i++) {}")]);
+    assert_eq!(
+        split("if (x) a();\nelse b();"),
+        [code("if (x) a(); else b();")]
+    );
+    assert_eq!(
+        split("for (int i = 0; i < 3; i++) {}"),
+        [code("for (int i = 0; i < 3; i++) {}")]
+    );
 }
 
 #[test]
 fn literals_are_kept_and_raw_strings_fit_on_one_line() {
     assert_eq!(
-        split("const char *s = \"a;b // not a comment { \\\" \";\nchar c = '}';\nint m = 1'000'000;"),
+        split(
+            "const char *s = \"a;b // not a comment { \\\" \";\nchar c = '}';\nint m = 1'000'000;"
+        ),
         [
             code("const char *s = \"a;b // not a comment { \\\" \";"),
             code("char c = '}';"),
@@ -60,18 +68,37 @@ fn literals_are_kept_and_raw_strings_fit_on_one_line() {
         [code("auto r = \"line 1\\n\\\"quoted\\\" \\\\ \";")]
     );
     // An incomplete cell is passed on for clang to complain about.
-    assert_eq!(split("int f() {\n  return 1;"), [code("int f() { return 1;")]);
+    assert_eq!(
+        split("int f() {\n  return 1;"),
+        [code("int f() { return 1;")]
+    );
     assert!(split("  // only a comment\n\n").is_empty());
 }
 
 #[test]
 fn statement_detection() {
-    for s in ["x++;", "for (;;) {}", "if (a) b();", "{ int y; }", "*p = 1;", "(void)0;", "return;", "throw 1;"] {
+    for s in [
+        "x++;",
+        "for (;;) {}",
+        "if (a) b();",
+        "{ int y; }",
+        "*p = 1;",
+        "(void)0;",
+        "return;",
+        "throw 1;",
+    ] {
         if s != "x++;" {
             assert!(is_statement(s), "{s}");
         }
     }
-    for s in ["int x = 1;", "std::vector<int> v;", "x++;", "foo(1);", "struct S {};", "template <class T> T f();"] {
+    for s in [
+        "int x = 1;",
+        "std::vector<int> v;",
+        "x++;",
+        "foo(1);",
+        "struct S {};",
+        "template <class T> T f();",
+    ] {
         assert!(!is_statement(s), "{s}");
     }
 }

@@ -20,13 +20,22 @@ fn every_shipped_kernel_is_complete_and_installed() {
             k.name,
             program.display()
         );
-        assert!(program.starts_with("/usr"), "kernel {}: the box only shows /usr", k.name);
+        assert!(
+            program.starts_with("/usr"),
+            "kernel {}: the box only shows /usr",
+            k.name
+        );
         assert!(k.memory_kib >= 64 * 1024 && k.processes >= 8, "{}", k.name);
     }
-    assert!(matches!(table.get("py").unwrap().kind, KernelKind::Native { .. }));
+    assert!(matches!(
+        table.get("py").unwrap().kind,
+        KernelKind::Native { .. }
+    ));
     assert_eq!(
         table.get("c++").unwrap().kind,
-        KernelKind::Stdio { dialect: Dialect::Cpp }
+        KernelKind::Stdio {
+            dialect: Dialect::Cpp
+        }
     );
     assert_eq!(table.get("cpp").unwrap().memory_kib, 1024 * 1024);
     assert_eq!(table.get("python").unwrap().memory_kib, 512 * 1024);
@@ -47,7 +56,9 @@ fn clang_repl_resolves_to_the_newest_installed() {
         })
         .collect();
     versions.sort();
-    let newest = versions.last().expect("no clang-repl installed (clang-tools-16)");
+    let newest = versions
+        .last()
+        .expect("no clang-repl installed (clang-tools-16)");
     assert!(argv[0].contains(&format!("llvm-{newest}/")), "{argv:?}");
 }
 

@@ -29,7 +29,8 @@ impl Server {
 
     fn start_with(dialect: Dialect, tweak: impl FnOnce(&mut StdioConfig)) -> Server {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        ours.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let scratch = tempfile::tempdir().unwrap();
         let mut config = StdioConfig::new(dialect);
         config.scratch = scratch.path().join("cells");
@@ -84,7 +85,10 @@ fn bash_cells_keep_state_and_frame_output_exactly() {
     let r = s.run("echo $((x + 1))");
     assert_eq!(r.stdout, "42\n");
     let r = s.run("printf 'no newline'; printf 'err' >&2");
-    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("no newline", "err"));
+    assert_eq!(
+        (r.stdout.as_str(), r.stderr.as_str()),
+        ("no newline", "err")
+    );
     let r = s.run("printf '\\n\\n'");
     assert_eq!(r.stdout, "\n\n");
     let r = s.run("read -r a; echo \"[$a]\"; cat; echo end");
@@ -118,7 +122,11 @@ fn bash_interrupt_ping_and_background_output() {
     let SessionReply::Result(r) = s.recv() else {
         panic!("no RESULT")
     };
-    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(r.status, Some(RunStatus::Interrupted));
     assert_eq!(r.stdout, "");
     assert_eq!(s.run("echo $x").stdout, "7\n");
@@ -179,11 +187,13 @@ fn zsh_state_stdin_and_incomplete_code() {
 #[test]
 fn cpp_chunks_state_errors_and_crash() {
     let mut s = Server::start(Dialect::Cpp);
-    let r = s.run("#include <vector>\n#include <string>\nstd::vector<int> v = {1, 2};\nint x = 40;");
+    let r =
+        s.run("#include <vector>\n#include <string>\nstd::vector<int> v = {1, 2};\nint x = 40;");
     assert_eq!(r.status, Some(RunStatus::Ok), "{r:?}");
     let r = s.run("v.push_back(3);\nx += 2;\nprintf(\"%d %zu\\n\", x, v.size());");
     assert_eq!(r.stdout, "42 3\n", "{r:?}");
-    let r = s.run("std::string s = \"ok\";\nputs(s.c_str());\nint y = nope;\nputs(\"not reached\");");
+    let r =
+        s.run("std::string s = \"ok\";\nputs(s.c_str());\nint y = nope;\nputs(\"not reached\");");
     assert_eq!(r.status, Some(RunStatus::Error));
     assert_eq!(r.stdout, "ok\n");
     assert!(r.stderr.contains("undeclared identifier 'nope'"), "{r:?}");

@@ -102,10 +102,15 @@ async fn bench(lang: &Lang, opts: &SessionOptions, idle: usize) {
     let mut starts = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
-        let s = Session::start(lang.name, opts.clone()).await.expect("start");
+        let s = Session::start(lang.name, opts.clone())
+            .await
+            .expect("start");
         let r = s.run(lang.one_plus_one).await.unwrap();
         starts.push(ms(t.elapsed()));
-        assert!(r.value.as_deref() == Some("2") || r.stdout == "2\n", "{r:?}");
+        assert!(
+            r.value.as_deref() == Some("2") || r.stdout == "2\n",
+            "{r:?}"
+        );
         s.kill().await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -170,7 +175,13 @@ async fn bench(lang: &Lang, opts: &SessionOptions, idle: usize) {
                 o_rss += rss;
                 o_pss += pss;
             }
-            let e = kinds.entry(if p == pid { "evaler kernel".into() } else { name }).or_default();
+            let e = kinds
+                .entry(if p == pid {
+                    "evaler kernel".into()
+                } else {
+                    name
+                })
+                .or_default();
             e.0 += 1;
             e.1 += rss;
             e.2 += pss;

@@ -187,7 +187,10 @@ impl Kernel {
         let deadline = Instant::now() + within;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success() || st.code() == Some(0), "kernel exit status {st}");
+                assert!(
+                    st.success() || st.code() == Some(0),
+                    "kernel exit status {st}"
+                );
                 break;
             }
             assert!(
@@ -202,10 +205,7 @@ impl Kernel {
             if left.is_empty() {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "processes left behind: {left:?}"
-            );
+            assert!(Instant::now() < deadline, "processes left behind: {left:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -227,11 +227,15 @@ impl Drop for Kernel {
 }
 
 fn stdout(r: &Value) -> &str {
-    r["stdout"].as_str().unwrap_or_else(|| panic!("no stdout in {r}"))
+    r["stdout"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stdout in {r}"))
 }
 
 fn stderr(r: &Value) -> &str {
-    r["stderr"].as_str().unwrap_or_else(|| panic!("no stderr in {r}"))
+    r["stderr"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stderr in {r}"))
 }
 
 #[test]
@@ -243,7 +247,10 @@ fn cli_prints_the_address_first_and_speaks_raw_tcp() {
     k.send_raw(b"not json\n");
     let r = k.recv();
     assert_eq!(r["type"], "Error");
-    assert!(r["value"].as_str().unwrap().starts_with("invalid JSON"), "{r}");
+    assert!(
+        r["value"].as_str().unwrap().starts_with("invalid JSON"),
+        "{r}"
+    );
     k.send_raw(b"{\"type\":\"RUN\"}\n");
     assert_eq!(
         k.recv()["value"],
@@ -306,7 +313,10 @@ fn output_capture_errors_and_stdin() {
     let r = k.run("def f():\n    return 1/0\nf()");
     assert_eq!(r["status"], "error");
     let e = stderr(&r);
-    assert!(e.contains("Traceback") && e.contains("ZeroDivisionError"), "{e}");
+    assert!(
+        e.contains("Traceback") && e.contains("ZeroDivisionError"),
+        "{e}"
+    );
     let r = k.run("input()");
     assert_eq!(r["status"], "error");
     assert!(stderr(&r).contains("EOFError"), "{r}");
@@ -346,7 +356,10 @@ fn sentinel_looking_text_cannot_end_a_cell() {
     let r = k.run(fake);
     let out = stdout(&r);
     assert!(out.ends_with("after\n"), "{r}");
-    assert!(out.contains("__evaler_00000000000000000000000000000000 0"), "{r}");
+    assert!(
+        out.contains("__evaler_00000000000000000000000000000000 0"),
+        "{r}"
+    );
     let r = k.run("echo next");
     assert_eq!(stdout(&r), "next\n");
     k.kill();
@@ -360,7 +373,10 @@ fn queued_runs_and_ping_while_busy() {
     let t = Instant::now();
     k.send(json!({"type": "PING"}));
     assert_eq!(k.recv(), json!({"type": "CONNECTION-OK"}));
-    assert!(t.elapsed() < Duration::from_millis(300), "PING waited for the cell");
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "PING waited for the cell"
+    );
     assert_eq!(k.recv()["value"], "'first'");
     assert_eq!(k.recv()["value"], "'second'");
     k.kill();
@@ -386,7 +402,11 @@ fn interrupt_keeps_state() {
     let t = Instant::now();
     k.send(json!({"type": "INTERRUPT"}));
     let r = k.recv();
-    assert!(t.elapsed() < Duration::from_millis(400), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(r["status"], "interrupted", "{r}");
     assert!(!stdout(&r).contains("never"));
     assert_eq!(stdout(&k.run("echo $x")), "7\n");
@@ -433,7 +453,11 @@ fn kill_during_an_endless_loop_leaves_nothing() {
         let t = Instant::now();
         k.send(json!({"type": "KILL"}));
         k.expect_eof();
-        assert!(t.elapsed() < Duration::from_millis(200), "{lang}: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{lang}: {:?}",
+            t.elapsed()
+        );
         k.assert_gone(Duration::from_secs(3));
     }
 }
@@ -505,7 +529,10 @@ fn hostile_cells_cannot_reach_the_network_or_the_host() {
         "{r}"
     );
     let r = k.run("open('/usr/evil', 'w')");
-    assert!(stderr(&r).contains("Read-only file system") || stderr(&r).contains("Permission denied"), "{r}");
+    assert!(
+        stderr(&r).contains("Read-only file system") || stderr(&r).contains("Permission denied"),
+        "{r}"
+    );
     k.kill();
 }
 

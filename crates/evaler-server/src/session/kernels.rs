@@ -40,7 +40,9 @@ pub enum KernelsError {
     Parse(#[from] Box<toml::de::Error>),
     #[error("no kernels defined (expected [kernels.<name>] tables)")]
     Empty,
-    #[error("invalid kernel name or alias `{0}`: use lowercase ASCII letters, digits, '-', '_', '+'")]
+    #[error(
+        "invalid kernel name or alias `{0}`: use lowercase ASCII letters, digits, '-', '_', '+'"
+    )]
     InvalidName(String),
     #[error("kernel name or alias `{0}` is used twice")]
     Duplicate(String),
@@ -332,7 +334,11 @@ fn build(name: &str, raw: RawKernel, defaults: &Defaults) -> Result<KernelSpec, 
                     super::assets::SERVERS.join(", ")
                 )));
             }
-            if !raw.command.iter().any(|a| a == super::assets::SERVER_PLACEHOLDER) {
+            if !raw
+                .command
+                .iter()
+                .any(|a| a == super::assets::SERVER_PLACEHOLDER)
+            {
                 return Err(invalid(format!(
                     "a native kernel's command must pass the server as \"{}\"",
                     super::assets::SERVER_PLACEHOLDER
@@ -369,7 +375,9 @@ fn build(name: &str, raw: RawKernel, defaults: &Defaults) -> Result<KernelSpec, 
         )));
     }
     if program.matches('*').count() > 1 {
-        return Err(invalid(format!("the program `{program}` has more than one `*`")));
+        return Err(invalid(format!(
+            "the program `{program}` has more than one `*`"
+        )));
     }
     if raw.command.iter().any(|a| a.contains('\0')) {
         return Err(invalid("`command` contains a NUL byte".into()));
@@ -384,7 +392,8 @@ fn build(name: &str, raw: RawKernel, defaults: &Defaults) -> Result<KernelSpec, 
             return Err(invalid(format!("invalid bind name `{}`", b.name)));
         }
     }
-    let pick = |own: Option<u64>, default: Option<u64>, fallback: u64| own.or(default).unwrap_or(fallback);
+    let pick =
+        |own: Option<u64>, default: Option<u64>, fallback: u64| own.or(default).unwrap_or(fallback);
     let spec = KernelSpec {
         name: name.to_string(),
         description: raw.description,

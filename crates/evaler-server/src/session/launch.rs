@@ -92,10 +92,8 @@ pub fn build_spec(
             run
         }
     };
-    run.env.push((
-        "EVALER_OUTPUT_CAP".into(),
-        params.output_cap.to_string(),
-    ));
+    run.env
+        .push(("EVALER_OUTPUT_CAP".into(), params.output_cap.to_string()));
     run.env.extend(spec.env.iter().cloned());
     run.binds = spec
         .binds

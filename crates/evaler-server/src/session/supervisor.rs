@@ -150,8 +150,7 @@ pub fn run_kernel(
         evaler_exe: opts.evaler_exe.clone(),
         output_cap: opts.output_cap,
     };
-    let run = launch::build_spec(&spec, &params, theirs)
-        .map_err(KernelError::Setup)?;
+    let run = launch::build_spec(&spec, &params, theirs).map_err(KernelError::Setup)?;
     let listener = std::net::TcpListener::bind(opts.listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -503,7 +502,8 @@ impl Kernel {
                 }
                 SessionReply::ConnectionOk => {}
                 SessionReply::Error(e) => {
-                    let reason = format!("the {} server rejected a request: {}", self.name, e.value);
+                    let reason =
+                        format!("the {} server rejected a request: {}", self.name, e.value);
                     self.crash(reason).await;
                 }
             },
@@ -515,11 +515,8 @@ impl Kernel {
         // Replies the server sent before it ended come first (a RESULT with
         // status "exited", a CONNECTION-ERROR with the real reason).
         while self.server.is_some() {
-            let next = tokio::time::timeout(
-                Duration::from_millis(100),
-                next_opt(&mut self.server),
-            )
-            .await;
+            let next =
+                tokio::time::timeout(Duration::from_millis(100), next_opt(&mut self.server)).await;
             match next {
                 Ok(None) | Err(_) => {
                     self.server = None;
@@ -617,8 +614,11 @@ impl Kernel {
                             field: "timeout",
                             value: t,
                         };
-                        self.reply(gen, SessionReply::Error(evaler_proto::ErrorPacket::new(e.to_string())))
-                            .await;
+                        self.reply(
+                            gen,
+                            SessionReply::Error(evaler_proto::ErrorPacket::new(e.to_string())),
+                        )
+                        .await;
                         return;
                     }
                     if t < 0.0 {
@@ -627,8 +627,11 @@ impl Kernel {
                             field: "timeout",
                             value: format!("{t}"),
                         };
-                        self.reply(gen, SessionReply::Error(evaler_proto::ErrorPacket::new(e.to_string())))
-                            .await;
+                        self.reply(
+                            gen,
+                            SessionReply::Error(evaler_proto::ErrorPacket::new(e.to_string())),
+                        )
+                        .await;
                         return;
                     }
                 }
@@ -699,10 +702,7 @@ impl Kernel {
         if self.current.is_none() {
             return;
         }
-        let again = self
-            .current
-            .as_ref()
-            .is_some_and(|c| c.stop.is_some());
+        let again = self.current.as_ref().is_some_and(|c| c.stop.is_some());
         // Ctrl-C twice: signal again, keep the first deadline.
         let signalled = self.signal_interrupt().await;
         tracing::debug!(?cause, signalled, again, "interrupting the cell");
@@ -806,8 +806,11 @@ impl Kernel {
         self.reply(cur.q.gen, SessionReply::Result(r)).await;
         if let Some(code) = exited {
             self.kill();
-            self.die(format!("the {} interpreter exited with status {code}", self.name))
-                .await;
+            self.die(format!(
+                "the {} interpreter exited with status {code}",
+                self.name
+            ))
+            .await;
         } else if cur.q.and_kill {
             self.kill();
             let reason = "the session was ended by RUNANDKILL".to_string();

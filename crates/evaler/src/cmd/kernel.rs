@@ -61,7 +61,9 @@ pub fn main(args: KernelArgs) -> Result<i32> {
     opts.timeout_grace = Duration::from_millis(args.timeout_grace);
     if let Some(t) = args.timeout {
         if !(t.is_finite() && t > 0.0 && t < 1e9) {
-            return usage(format!("--timeout must be a positive number of seconds, not {t}"));
+            return usage(format!(
+                "--timeout must be a positive number of seconds, not {t}"
+            ));
         }
         opts.default_timeout = Some(Duration::from_secs_f64(t));
     }
@@ -78,9 +80,10 @@ pub fn main(args: KernelArgs) -> Result<i32> {
     });
     match res {
         Ok(code) => Ok(code),
-        Err(e @ (KernelError::UnknownLang { .. } | KernelError::Limits(_) | KernelError::Kernels(_))) => {
-            usage(e)
-        }
+        Err(
+            e
+            @ (KernelError::UnknownLang { .. } | KernelError::Limits(_) | KernelError::Kernels(_)),
+        ) => usage(e),
         Err(e) => Err(e.into()),
     }
 }

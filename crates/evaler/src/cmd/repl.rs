@@ -71,7 +71,9 @@ fn show(r: &RunResult) -> Outcome {
         Some(RunStatus::Timeout) => Some("[timeout]".to_string()),
         Some(RunStatus::Interrupted) => Some("[interrupted]".to_string()),
         Some(RunStatus::Crashed) => Some("[the session crashed]".to_string()),
-        Some(RunStatus::Exited) => Some(format!("[exited with status {}]", r.exit_code.unwrap_or(0))),
+        Some(RunStatus::Exited) => {
+            Some(format!("[exited with status {}]", r.exit_code.unwrap_or(0)))
+        }
         _ => None,
     };
     if let Some(n) = note {
@@ -122,7 +124,10 @@ fn continues(line: &str, lang: &str) -> bool {
     if t.is_empty() {
         return false;
     }
-    if [':', '{', '(', '[', ',', '\\'].iter().any(|c| t.ends_with(*c)) {
+    if [':', '{', '(', '[', ',', '\\']
+        .iter()
+        .any(|c| t.ends_with(*c))
+    {
         return true;
     }
     let mut depth = 0i32;

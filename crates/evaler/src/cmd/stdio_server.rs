@@ -26,7 +26,10 @@ pub struct StdioServerArgs {
 
 pub fn main(args: StdioServerArgs) -> Result<i32> {
     let Some(dialect) = Dialect::parse(&args.lang) else {
-        eprintln!("evaler stdio-server: unknown dialect {:?} (use bash, zsh or cpp)", args.lang);
+        eprintln!(
+            "evaler stdio-server: unknown dialect {:?} (use bash, zsh or cpp)",
+            args.lang
+        );
         return Ok(2);
     };
     match std::env::var("EVALER_FD").as_deref() {
@@ -42,7 +45,9 @@ pub fn main(args: StdioServerArgs) -> Result<i32> {
         .map(|m| m.file_type().is_socket())
         .unwrap_or(false);
     if !is_socket {
-        bail!("standard input must be the session's socket (this command is run by `evaler kernel`)");
+        bail!(
+            "standard input must be the session's socket (this command is run by `evaler kernel`)"
+        );
     }
     let mut config = StdioConfig::new(dialect);
     if !args.command.is_empty() {

@@ -55,8 +55,23 @@ fprintf(stderr, \"\\n%s %d\\n\", t, __evaler_ok); fflush(stderr); __evaler_ok = 
 
 /// Words that start a statement, never a declaration.
 const STATEMENT_WORDS: &[&str] = &[
-    "if", "for", "while", "do", "switch", "return", "break", "continue", "goto", "try", "throw",
-    "delete", "case", "default", "co_return", "co_await", "co_yield",
+    "if",
+    "for",
+    "while",
+    "do",
+    "switch",
+    "return",
+    "break",
+    "continue",
+    "goto",
+    "try",
+    "throw",
+    "delete",
+    "case",
+    "default",
+    "co_return",
+    "co_await",
+    "co_yield",
 ];
 
 /// First clang errors meaning "this is not a declaration".
@@ -184,7 +199,12 @@ fn declaration_line(chunk: &str) -> String {
 
 /// Output of one chunk, or why the cell must stop.
 enum Step {
-    Ran { out: Vec<u8>, err: Vec<u8>, ok: bool, truncated: bool },
+    Ran {
+        out: Vec<u8>,
+        err: Vec<u8>,
+        ok: bool,
+        truncated: bool,
+    },
     Stop(Stop),
 }
 
@@ -378,7 +398,9 @@ impl Splitter {
             }
             if c == '/' && self.peek(1) == Some('*') {
                 self.i += 2;
-                while self.peek(0).is_some() && !(self.peek(0) == Some('*') && self.peek(1) == Some('/')) {
+                while self.peek(0).is_some()
+                    && !(self.peek(0) == Some('*') && self.peek(1) == Some('/'))
+                {
                     self.i += 1;
                 }
                 self.i = (self.i + 2).min(self.s.len());
@@ -389,7 +411,8 @@ impl Splitter {
                 self.literal(c);
                 continue;
             }
-            if c.is_ascii_digit() || (c == '.' && self.peek(1).is_some_and(|d| d.is_ascii_digit())) {
+            if c.is_ascii_digit() || (c == '.' && self.peek(1).is_some_and(|d| d.is_ascii_digit()))
+            {
                 self.number();
                 continue;
             }
@@ -484,7 +507,10 @@ impl Splitter {
 
     fn word(&mut self) {
         let start = self.i;
-        while self.peek(0).is_some_and(|c| c.is_alphanumeric() || c == '_') {
+        while self
+            .peek(0)
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
             self.i += 1;
         }
         let word: String = self.s[start..self.i].iter().collect();
@@ -556,7 +582,8 @@ impl Splitter {
                 }
                 Some('/') if self.s.get(j + 1) == Some(&'*') => {
                     j += 2;
-                    while j < self.s.len() && !(self.s[j] == '*' && self.s.get(j + 1) == Some(&'/')) {
+                    while j < self.s.len() && !(self.s[j] == '*' && self.s.get(j + 1) == Some(&'/'))
+                    {
                         if self.s[j] == '\n' {
                             newline = true;
                         }
@@ -577,7 +604,9 @@ impl Splitter {
     }
 
     fn continues(&self, next: &str) -> bool {
-        next == "else" || next == "catch" || (next == "while" && self.first_word.as_deref() == Some("do"))
+        next == "else"
+            || next == "catch"
+            || (next == "while" && self.first_word.as_deref() == Some("do"))
     }
 
     fn ends_after_semicolon(&self) -> bool {

@@ -44,8 +44,8 @@ use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitSta
 use std::time::{Duration, Instant};
 
 use evaler_proto::{
-    output_to_string, ConnectionError, EncodeError, ErrorPacket, PacketReader, PacketWriter,
-    RunResult, RunStatus, SessionReply, SessionRequest, StreamError,
+    output_to_string, ConnectionError, EncodeError, PacketReader, PacketWriter, RunResult,
+    RunStatus, SessionReply, SessionRequest, StreamError,
 };
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -101,9 +101,19 @@ impl StdioConfig {
 /// bundled `kernels.toml`).
 pub fn default_command(dialect: Dialect) -> Vec<String> {
     let v: &[&str] = match dialect {
-        Dialect::Bash => &["/usr/bin/bash", "--noprofile", "--norc", "--noediting", "-i"],
+        Dialect::Bash => &[
+            "/usr/bin/bash",
+            "--noprofile",
+            "--norc",
+            "--noediting",
+            "-i",
+        ],
         Dialect::Zsh => &["/usr/bin/zsh", "-f", "-i"],
-        Dialect::Cpp => &["/usr/lib/llvm-*/bin/clang-repl", "--Xcc=-w", "--Xcc=-std=c++17"],
+        Dialect::Cpp => &[
+            "/usr/lib/llvm-*/bin/clang-repl",
+            "--Xcc=-w",
+            "--Xcc=-std=c++17",
+        ],
     };
     let mut argv: Vec<String> = v.iter().map(|s| s.to_string()).collect();
     if argv[0].contains('*') {
@@ -295,9 +305,12 @@ impl Interp {
         if let Some(f) = &stdin {
             set_nonblocking(f)?;
         }
-        for f in [stdout.as_ref().map(|f| f.as_fd()), stderr.as_ref().map(|f| f.as_fd())]
-            .into_iter()
-            .flatten()
+        for f in [
+            stdout.as_ref().map(|f| f.as_fd()),
+            stderr.as_ref().map(|f| f.as_fd()),
+        ]
+        .into_iter()
+        .flatten()
         {
             set_nonblocking(f)?;
             // Fewer round trips for big outputs (best effort: the system's
@@ -474,7 +487,11 @@ impl Server {
         let code = match self.start() {
             Ok(()) => self.serve_loop(),
             Err(Stop::Died { status, .. }) => {
-                let msg = format!("{} could not start: {}", self.name, describe_status(&self.name, status));
+                let msg = format!(
+                    "{} could not start: {}",
+                    self.name,
+                    describe_status(&self.name, status)
+                );
                 self.die_idle(msg)
             }
             Err(Stop::Io(e)) => {
@@ -511,9 +528,11 @@ impl Server {
     /// end.
     fn die_idle(&mut self, value: String) -> io::Result<i32> {
         tracing::warn!("{value}");
-        let _ = self.conn.send(&SessionReply::ConnectionError(ConnectionError {
-            value: Some(value),
-        }));
+        let _ = self
+            .conn
+            .send(&SessionReply::ConnectionError(ConnectionError {
+                value: Some(value),
+            }));
         Ok(0)
     }
 
@@ -600,9 +619,11 @@ impl Server {
                 exit_code: Some(i64::from(code)),
                 truncated: truncated.then_some(true),
             }),
-            None => self.conn.send(&SessionReply::ConnectionError(ConnectionError {
-                value: Some(describe_status(&self.name, status)),
-            })),
+            None => self
+                .conn
+                .send(&SessionReply::ConnectionError(ConnectionError {
+                    value: Some(describe_status(&self.name, status)),
+                })),
         }
     }
 
@@ -780,7 +801,10 @@ impl Server {
             let timeout = match wake {
                 None => PollTimeout::NONE,
                 Some(w) => {
-                    let ms = w.saturating_duration_since(now).as_millis().clamp(1, 60_000);
+                    let ms = w
+                        .saturating_duration_since(now)
+                        .as_millis()
+                        .clamp(1, 60_000);
                     PollTimeout::try_from(ms as i32).unwrap_or(PollTimeout::NONE)
                 }
             };
@@ -820,9 +844,10 @@ impl Server {
             if !ready[0].is_empty() {
                 for item in self.conn.read_available() {
                     match item {
-                        Ok(SessionRequest::Ping) => {
-                            self.conn.send(&SessionReply::ConnectionOk).map_err(Stop::Io)?
-                        }
+                        Ok(SessionRequest::Ping) => self
+                            .conn
+                            .send(&SessionReply::ConnectionOk)
+                            .map_err(Stop::Io)?,
                         Ok(SessionRequest::Interrupt) => self.interrupt(),
                         Ok(SessionRequest::Kill) => return Err(Stop::Killed),
                         Ok(run) => self.inbox.push_back(Ok(run)),
@@ -893,12 +918,6 @@ pub(crate) fn result(
         exit_code: None,
         truncated: truncated.then_some(true),
     }
-}
-
-/// The `Error` reply for something the server cannot do.
-#[allow(dead_code)]
-pub(crate) fn error_reply(msg: impl Into<String>) -> SessionReply {
-    SessionReply::Error(ErrorPacket::new(msg))
 }
 
 #[cfg(test)]

@@ -88,8 +88,11 @@ pub(super) fn run_cell(server: &mut Server, code: &str) -> CellEnd {
         Err(e) => {
             return CellEnd::Result(result(
                 b"",
-                format!("evaler: cannot write the cell to {}: {e}\n", server.config.scratch.display())
-                    .as_bytes(),
+                format!(
+                    "evaler: cannot write the cell to {}: {e}\n",
+                    server.config.scratch.display()
+                )
+                .as_bytes(),
                 RunStatus::Error,
                 false,
                 started.elapsed(),
@@ -119,7 +122,13 @@ pub(super) fn run_cell(server: &mut Server, code: &str) -> CellEnd {
             } else {
                 RunStatus::Error
             };
-            CellEnd::Result(result(&ex.out, &ex.err, status, ex.truncated, started.elapsed()))
+            CellEnd::Result(result(
+                &ex.out,
+                &ex.err,
+                status,
+                ex.truncated,
+                started.elapsed(),
+            ))
         }
         Err(Stop::Died { status, out, err }) => CellEnd::Died {
             status,

@@ -42,8 +42,9 @@ PACKAGES=(
     rustc
     golang-go
     mawk
-    # interactive C++ kernel: clang-repl (/usr/lib/llvm-14/bin/clang-repl)
-    clang-tools-14
+    # interactive C++ kernel: clang-repl (/usr/lib/llvm-16/bin/clang-repl;
+    # clang-repl 14 cannot link the standard library's templates)
+    clang-tools-16
     # benchmark peer
     bubblewrap
     # tools used by tests and examples/sum/verify.sh
@@ -86,7 +87,7 @@ REQUIRED_BINARIES=(
     /usr/bin/rustc
     /usr/bin/go
     /usr/bin/mawk
-    /usr/lib/llvm-14/bin/clang-repl
+    /usr/lib/llvm-16/bin/clang-repl
     /usr/bin/bwrap
     /usr/bin/time
 )

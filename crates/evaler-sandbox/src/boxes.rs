@@ -443,10 +443,29 @@ impl SandboxBox {
         let mut fds: Vec<RawFd> = vec![stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
         fds.extend(spec.extra_fds.iter().map(AsRawFd::as_raw_fd));
         let bind_steps;
+        let trees;
         let steps: &[Step] = if spec.binds.is_empty() {
             &self.default_steps
         } else {
-            bind_steps = rootfs::run_plan(&self.sandbox.inner.config, &spec.binds);
+            trees = spec
+                .binds
+                .iter()
+                .map(|b| {
+                    sys::open_tree_clone(&cstr(&b.host))
+                        .map(owned)
+                        .map_err(|errno| SandboxError::Io {
+                            what: "opening bind source",
+                            path: b.host.clone(),
+                            source: std::io::Error::from(errno),
+                        })
+                })
+                .collect::<Result<Vec<OwnedFd>, _>>()?;
+            let pairs: Vec<_> = spec
+                .binds
+                .iter()
+                .zip(trees.iter().map(AsRawFd::as_raw_fd))
+                .collect();
+            bind_steps = rootfs::run_plan(&self.sandbox.inner.config, &pairs);
             &bind_steps
         };
         let inner = &self.sandbox.inner;

@@ -6,6 +6,7 @@
 //! of the step, which the parent turns back into words.
 
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,13 @@ pub(crate) enum Step {
         remount: libc::c_ulong,
     },
     Chdir(CString),
+    /// Attach a detached mount tree (from `open_tree`, made in the host's
+    /// mount namespace before the clone, since host paths are out of reach
+    /// from inside the box) on `dst`, read-only.
+    Attach {
+        tree: RawFd,
+        dst: CString,
+    },
     /// Detach a mount (and everything under it).
     Umount(CString),
     /// `pivot_root(".", ".")` and detach the old root: afterwards nothing of
@@ -66,6 +74,7 @@ impl Step {
             Step::Bind { src, dst, .. } => format!("bind {src:?} on {dst:?}"),
             Step::Chdir(p) => format!("chdir {p:?}"),
             Step::Umount(p) => format!("umount {p:?}"),
+            Step::Attach { dst, .. } => format!("attach a bind on {dst:?}"),
             Step::PivotHere => "pivot_root".into(),
             Step::RemountRootReadOnly => "remount / read-only".into(),
         }
@@ -98,6 +107,10 @@ impl Step {
             }
             Step::Chdir(p) => sys::chdir(p),
             Step::Umount(p) => sys::umount_detach(p),
+            Step::Attach { tree, dst } => {
+                sys::move_mount(*tree, dst)?;
+                sys::mount(None, dst, None, MS_RO_BIND, None)
+            }
             Step::PivotHere => {
                 sys::pivot_root(c".", c".")?;
                 sys::umount_detach(c".")?;
@@ -303,7 +316,7 @@ fn add_host_entry(steps: &mut Vec<Step>, host: &Path, dst: &Path) {
 /// mount namespace: its `/proc` (of its new PID namespace), an empty `/tmp`
 /// and `/dev/shm` (so nothing passes from one run to the next), and the
 /// caller's read-only binds under `/opt/evaler`.
-pub(crate) fn run_plan(config: &SandboxConfig, binds: &[crate::spec::Bind]) -> Vec<Step> {
+pub(crate) fn run_plan(config: &SandboxConfig, binds: &[(&crate::spec::Bind, RawFd)]) -> Vec<Step> {
     let mut steps = vec![
         Step::Proc {
             target: c"/proc".into(),
@@ -333,7 +346,7 @@ pub(crate) fn run_plan(config: &SandboxConfig, binds: &[crate::spec::Bind]) -> V
             data: c"size=64k,nr_inodes=256,mode=0755".into(),
             flags: libc::MS_NOSUID | libc::MS_NODEV,
         });
-        for bind in binds {
+        for &(bind, tree) in binds {
             let dst = Path::new("/opt/evaler").join(&bind.name);
             if bind.host.is_dir() {
                 steps.push(Step::Mkdir(cstr(&dst)));
@@ -343,10 +356,9 @@ pub(crate) fn run_plan(config: &SandboxConfig, binds: &[crate::spec::Bind]) -> V
                     data: Vec::new(),
                 });
             }
-            steps.push(Step::Bind {
-                src: cstr(&bind.host),
+            steps.push(Step::Attach {
+                tree,
                 dst: cstr(&dst),
-                remount: MS_RO_BIND,
             });
         }
     }

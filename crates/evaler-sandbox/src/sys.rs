@@ -600,3 +600,36 @@ pub fn sleep_us(us: u64) {
     // SAFETY: ts lives on our stack; a null remainder is allowed.
     unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
 }
+
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount
+/// tree at `path`, to be attached elsewhere with [`move_mount`].
+pub fn open_tree_clone(path: &CStr) -> SysResult<RawFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    // SAFETY: valid C string; integer flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    check_long(ret).map(|fd| fd as RawFd)
+}
+
+/// Attaches the detached mount tree `tree` on `target`.
+pub fn move_mount(tree: RawFd, target: &CStr) -> SysResult<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    // SAFETY: valid C strings ("" and target); integer flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check_long(ret).map(drop)
+}

@@ -552,3 +552,32 @@ fn accuracy_cpu_memory_sleep() {
         "{o:?}"
     );
 }
+
+#[test]
+fn binds_are_read_only_and_per_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.txt"), "shared\n").unwrap();
+    let file = dir.path().join("single");
+    std::fs::write(&file, "one file\n").unwrap();
+    let mut b = open();
+    let mut spec = sh(
+        "cat /opt/evaler/d/data.txt /opt/evaler/f; echo x > /opt/evaler/d/new 2>/dev/null && echo WROTE; echo x > /opt/evaler/f 2>/dev/null && echo WROTE; echo done",
+    );
+    spec.binds = vec![
+        evaler_sandbox::Bind {
+            host: dir.path().to_path_buf(),
+            name: "d".into(),
+        },
+        evaler_sandbox::Bind {
+            host: file.clone(),
+            name: "f".into(),
+        },
+    ];
+    let o = run(&mut b, spec);
+    assert_eq!(o.verdict, Verdict::Ok, "{o:?}");
+    assert_eq!(text(&o.stdout), "shared\none file\ndone\n", "{o:?}");
+    assert!(!dir.path().join("new").exists());
+    // The next run of the same box sees no trace of the binds.
+    let o = run(&mut b, sh("ls /opt/evaler | wc -l"));
+    assert_eq!(text(&o.stdout).trim(), "0");
+}

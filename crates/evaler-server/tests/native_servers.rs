@@ -27,5 +27,8 @@ fn native_server_suite_passes() {
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(0);
     assert!(ran > 10, "servers/tests ran only {ran} tests:\n{stderr}");
-    assert!(!stderr.contains("skipped"), "servers/tests skipped tests:\n{stderr}");
+    assert!(
+        !stderr.contains("skipped"),
+        "servers/tests skipped tests:\n{stderr}"
+    );
 }

@@ -3,8 +3,7 @@
 //! A server's source reaches the box as the server's standard input (a
 //! sealed memory file; `python3 -`, `ruby -`), which the servers replace
 //! with `/dev/null` as they start. So nothing is written on the host and no
-//! bind mount is needed. (The sandbox's `RunSpec::binds` cannot show host
-//! paths yet: see the session docs.)
+//! bind mount (and no run down the sandbox's slower bind path) is needed.
 
 /// The embedded servers, by name.
 pub const SERVERS: &[&str] = &["python", "ruby"];

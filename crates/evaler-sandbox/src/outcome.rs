@@ -1,51 +1,12 @@
 //! What a run produced, and how it is judged.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The sandbox's verdict on one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Verdict {
-    /// Exited with status 0 within every limit.
-    #[serde(rename = "OK")]
-    Ok,
-    /// Non-zero exit status, or killed by a signal it got itself.
-    #[serde(rename = "RE")]
-    RuntimeError,
-    /// CPU or wall time limit exceeded.
-    #[serde(rename = "TLE")]
-    TimeLimit,
-    /// Memory limit exceeded (the kernel's OOM killer fired in the run).
-    #[serde(rename = "MLE")]
-    MemoryLimit,
-    /// Output (stdout, stderr or a written file) over its limit.
-    #[serde(rename = "OLE")]
-    OutputLimit,
-    /// The sandbox itself failed; never blamed on the program.
-    #[serde(rename = "SE")]
-    SandboxError,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ok => "OK",
-            Verdict::RuntimeError => "RE",
-            Verdict::TimeLimit => "TLE",
-            Verdict::MemoryLimit => "MLE",
-            Verdict::OutputLimit => "OLE",
-            Verdict::SandboxError => "SE",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The verdict on one run: the protocol's own type, so that a judge passes
+/// the sandbox's word on without translating it.
+pub use evaler_proto::Verdict;
 
 /// Everything measured about one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use evaler_proto::{output_to_string, TResponse, Test, Verdict as WireVerdict};
+use evaler_proto::{output_to_string, TResponse, Test};
 use evaler_sandbox::{valid_file_name, Limits, Outcome, RunSpec, SandboxBox, Stdin, Verdict};
 
 use super::pool::{write_box_file, ConnCtl, RunContext};
@@ -48,7 +48,7 @@ pub(crate) fn se_response(id: i64, tid: i64, why: &str) -> TResponse {
         memory: 0,
         status: -1,
         comments: format!("Sandbox error: {why}"),
-        verdict: Some(WireVerdict::SandboxError),
+        verdict: Some(Verdict::SandboxError),
         walltime: Some(0.0),
         id: Some(id),
     }
@@ -117,17 +117,6 @@ pub(crate) fn input_file(t: &Test) -> Result<Option<String>, String> {
     }
 }
 
-fn wire(v: Verdict) -> WireVerdict {
-    match v {
-        Verdict::Ok => WireVerdict::Ok,
-        Verdict::RuntimeError => WireVerdict::RuntimeError,
-        Verdict::TimeLimit => WireVerdict::TimeLimit,
-        Verdict::MemoryLimit => WireVerdict::MemoryLimit,
-        Verdict::OutputLimit => WireVerdict::OutputLimit,
-        Verdict::SandboxError => WireVerdict::SandboxError,
-    }
-}
-
 /// The reply for a finished run.
 pub(crate) fn response(id: i64, tid: i64, o: Outcome) -> TResponse {
     if o.verdict == Verdict::SandboxError {
@@ -140,7 +129,7 @@ pub(crate) fn response(id: i64, tid: i64, o: Outcome) -> TResponse {
         memory: i64::try_from(o.memory_kib).unwrap_or(i64::MAX),
         status: i64::from(o.status()),
         comments: o.comment,
-        verdict: Some(wire(o.verdict)),
+        verdict: Some(o.verdict),
         walltime: Some(o.wall_time.as_secs_f64()),
         id: Some(id),
     }

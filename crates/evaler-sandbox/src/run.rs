@@ -156,6 +156,37 @@ impl Capture {
     }
 }
 
+/// Waits up to `ms` for output (or for `pidfd` to become readable), then
+/// takes whatever output is there. Returns whether `pidfd` fired.
+fn pump(
+    pidfd: Option<&OwnedFd>,
+    stdout: &OwnedFd,
+    stderr: &OwnedFd,
+    (out, err): (&mut Capture, &mut Capture),
+    chunk: &mut [u8],
+    ms: u16,
+) -> Result<bool, Errno> {
+    let mut fds = Vec::with_capacity(3);
+    if let Some(p) = pidfd {
+        fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+    }
+    if out.open {
+        fds.push(PollFd::new(stdout.as_fd(), PollFlags::POLLIN));
+    }
+    if err.open {
+        fds.push(PollFd::new(stderr.as_fd(), PollFlags::POLLIN));
+    }
+    match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(errno) => return Err(errno),
+    }
+    let fired = pidfd.is_some() && fds[0].revents().is_some_and(|r| !r.is_empty());
+    drop(fds);
+    out.pull(stdout, chunk);
+    err.pull(stderr, chunk);
+    Ok(fired)
+}
+
 impl<'a> Running<'a> {
     pub(crate) fn new(sandbox_box: &'a mut SandboxBox, s: Started) -> Running<'a> {
         let handle = ProcessHandle {
@@ -237,26 +268,18 @@ impl<'a> Running<'a> {
                 wait = Duration::from_millis(50);
             }
             let ms = wait.as_micros().div_ceil(1000).clamp(1, 1000) as u16;
-            let mut fds = vec![PollFd::new(s.pidfd.as_fd(), PollFlags::POLLIN)];
-            if out.open {
-                fds.push(PollFd::new(s.stdout.as_fd(), PollFlags::POLLIN));
-            }
-            if err.open {
-                fds.push(PollFd::new(s.stderr.as_fd(), PollFlags::POLLIN));
-            }
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(errno) => {
-                    return Err(SandboxError::Sys {
-                        what: "poll",
-                        errno,
-                    })
-                }
-            }
-            let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
-            drop(fds);
-            out.pull(&s.stdout, &mut chunk);
-            err.pull(&s.stderr, &mut chunk);
+            let exited = pump(
+                Some(&s.pidfd),
+                &s.stdout,
+                &s.stderr,
+                (&mut out, &mut err),
+                &mut chunk,
+                ms,
+            )
+            .map_err(|errno| SandboxError::Sys {
+                what: "poll",
+                errno,
+            })?;
             if exited {
                 break;
             }
@@ -266,17 +289,14 @@ impl<'a> Running<'a> {
         // unless a sibling run's fresh fork still holds a copy for an instant.
         let deadline = Instant::now() + Duration::from_millis(200);
         while (out.open || err.open) && Instant::now() < deadline {
-            let mut fds = Vec::new();
-            if out.open {
-                fds.push(PollFd::new(s.stdout.as_fd(), PollFlags::POLLIN));
-            }
-            if err.open {
-                fds.push(PollFd::new(s.stderr.as_fd(), PollFlags::POLLIN));
-            }
-            let _ = poll(&mut fds, PollTimeout::from(10u16));
-            drop(fds);
-            out.pull(&s.stdout, &mut chunk);
-            err.pull(&s.stderr, &mut chunk);
+            let _ = pump(
+                None,
+                &s.stdout,
+                &s.stderr,
+                (&mut out, &mut err),
+                &mut chunk,
+                10,
+            );
         }
         // How the program ended, and the CPU the keeper spent on the run
         // (charged to the cgroup, not the program's).

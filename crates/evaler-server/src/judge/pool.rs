@@ -119,32 +119,6 @@ struct CtlInner {
     running: Vec<(u64, ProcessHandle)>,
 }
 
-/// Orders host-side file writes against run starts, process-wide.
-///
-/// When the sandbox forks from this process (a box's keeper being started
-/// or replaced, a run with its own binds; the sandbox of the first version
-/// did it for every run), the child gets a copy of every descriptor,
-/// including one another box thread has open for writing a submission's
-/// executable at that instant. The copy lives until the child `exec`s or
-/// closes it, and meanwhile executing that file fails with `ETXTBSY` (seen
-/// as `SE` "Text file busy" under load). So writes of box files take this
-/// lock exclusively and run starts take it shared: no fork ever sees a file
-/// half-written by this process. Uncontended, it costs nothing measurable.
-static WRITE_VS_SPAWN: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-/// Writes a file into a box without racing a run start of another box.
-pub(crate) fn write_box_file(
-    b: &SandboxBox,
-    name: &str,
-    data: &[u8],
-    executable: bool,
-) -> Result<(), SandboxError> {
-    let _guard = WRITE_VS_SPAWN
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    b.files().write(name, data, executable)
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves consistent data
     // (every critical section is a few assignments), so go on.
@@ -167,12 +141,10 @@ impl ConnCtl {
     /// The handle is registered and the flag checked under one lock, so a
     /// cancel can never slip between start and registration.
     pub fn run(&self, b: &mut SandboxBox, spec: RunSpec) -> Result<Outcome, SandboxError> {
-        let running = {
-            let _guard = WRITE_VS_SPAWN
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            b.spawn(spec)?
-        };
+        // A fork of this process that still held a submission's binary open
+        // for writing would make its exec fail with ETXTBSY; the sandbox
+        // retries the exec until that copy is closed.
+        let running = b.spawn(spec)?;
         let handle = running.handle();
         let key = {
             let mut inner = lock(&self.inner);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use evaler_proto::{output_to_string, TResponse, Test};
 use evaler_sandbox::{valid_file_name, Limits, Outcome, RunSpec, SandboxBox, Stdin, Verdict};
 
-use super::pool::{write_box_file, ConnCtl, RunContext};
+use super::pool::{ConnCtl, RunContext};
 use super::store::Submission;
 use super::{shorten, JudgeConfig};
 use crate::languages::RunParams;
@@ -159,10 +159,10 @@ pub(crate) fn run(
     };
     let prepared = (|| {
         for f in &job.sub.files {
-            write_box_file(b, &f.name, &f.data, true)?;
+            b.files().write(&f.name, &f.data, true)?;
         }
         if let Some(name) = &job.file {
-            write_box_file(b, name, job.input.as_bytes(), false)?;
+            b.files().write(name, job.input.as_bytes(), false)?;
         }
         Ok::<(), evaler_sandbox::SandboxError>(())
     })();

@@ -478,6 +478,7 @@ impl SandboxBox {
             program: ProgramPlan {
                 join_fds: &join_raw,
                 new_ipc: false,
+                new_cgroup_ns: true,
                 rlimits: &rlimits,
                 uid: self.uid,
                 gid: self.gid,

@@ -86,12 +86,17 @@ pub(crate) struct ProgramPlan<'a> {
     pub join_fds: &'a [RawFd],
     /// Take a fresh IPC namespace (when the forking process has not).
     pub new_ipc: bool,
+    /// Take a cgroup namespace rooted at the box's cgroup (when the forking
+    /// process does not already live in one).
+    pub new_cgroup_ns: bool,
     pub rlimits: &'a [(libc::__rlimit_resource_t, u64, u64)],
     pub uid: u32,
     pub gid: u32,
     /// stdin, stdout, stderr, then the extra descriptors (fd 3, 4, ...).
     pub fds: &'a [RawFd],
     pub err_w: RawFd,
+    /// Loaded just before `execve`; `None` when the forking process carries
+    /// it already (the keeper) or seccomp is off.
     pub filter: Option<&'a Filter>,
     /// NUL-terminated candidate paths, tried in order.
     pub exec_paths: &'a [*const c_char],
@@ -180,8 +185,10 @@ pub(crate) fn exec_program(plan: &ProgramPlan<'_>) -> ! {
         }
     }
     // The program sees its own cgroup as the root of the hierarchy.
-    if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
-        report(err_w, Stage::JoinCgroup, e, 1);
+    if plan.new_cgroup_ns {
+        if let Err(e) = sys::unshare(libc::CLONE_NEWCGROUP) {
+            report(err_w, Stage::JoinCgroup, e, 1);
+        }
     }
     // When the box runs out of memory, the OOM killer must pick the run's
     // processes, never the box keeper (raising one's score needs no
@@ -222,9 +229,7 @@ pub(crate) fn exec_program(plan: &ProgramPlan<'_>) -> ! {
         report(err_w, Stage::DropPrivileges, e, 1);
     }
     if let Some(filter) = plan.filter {
-        if let Err(e) =
-            sys::seccomp_load(&filter.nosys).and_then(|()| sys::seccomp_load(&filter.deny))
-        {
+        if let Err(e) = filter.programs().try_for_each(|p| sys::seccomp_load(p)) {
             report(err_w, Stage::Seccomp, e, 0);
         }
     }

@@ -21,8 +21,12 @@ use seccompiler::{
 
 use crate::error::SandboxError;
 
-/// Both programs of the filter, loaded one after the other: the kernel
+/// The programs of the filter, loaded one after the other: the kernel
 /// applies the strictest answer of all loaded filters.
+///
+/// Loading is the expensive part (the kernel compiles each program and, to
+/// build its per-syscall cache, runs it for every system call number), so a
+/// box keeper loads them once and every run it forks inherits them.
 #[derive(Debug, Clone)]
 pub struct Filter {
     /// Calls denied with EPERM.
@@ -30,6 +34,21 @@ pub struct Filter {
     /// Calls answered ENOSYS, so that libc falls back to an older call we can
     /// inspect (`clone3` hides its flags in memory a filter cannot read).
     pub nosys: BpfProgram,
+    /// Every call of a second ABI that shares the native architecture tag
+    /// (x32 on x86_64: the native numbers with bit 30 set), answered ENOSYS:
+    /// the other two programs list native numbers only, so without this a
+    /// kernel with x32 enabled would let `unshare | 0x40000000` through.
+    /// Empty where there is no such ABI.
+    pub foreign_abi: BpfProgram,
+}
+
+impl Filter {
+    /// The programs in the order they are loaded.
+    pub fn programs(&self) -> impl Iterator<Item = &BpfProgram> {
+        [&self.foreign_abi, &self.nosys, &self.deny]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+    }
 }
 
 const DENIED: &[libc::c_long] = &[
@@ -50,7 +69,6 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_move_mount,
     libc::SYS_open_tree,
     libc::SYS_mount_setattr,
-    libc::SYS_unshare,
     libc::SYS_setns,
     libc::SYS_kexec_load,
     libc::SYS_kexec_file_load,
@@ -144,6 +162,18 @@ pub fn build() -> Result<Filter, SandboxError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_clone, clone_rules);
+    // unshare, except of exactly the IPC namespace: the box keeper, which
+    // carries this filter, gives each run a fresh one. For the program the
+    // kernel refuses it anyway (it takes CAP_SYS_ADMIN, which no run has).
+    rules.insert(
+        libc::SYS_unshare,
+        vec![rule(vec![cond(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::Ne,
+            libc::CLONE_NEWIPC as u64,
+        )?])?],
+    );
     // Typing into the terminal of someone else (TIOCSTI) and console tricks.
     // The request is compared as 32 bits: the kernel ignores the upper half,
     // so a 64-bit compare could be dodged by setting it.
@@ -174,7 +204,52 @@ pub fn build() -> Result<Filter, SandboxError> {
     Ok(Filter {
         deny: compile(rules, libc::EPERM, arch)?,
         nosys: compile(nosys_rules, libc::ENOSYS, arch)?,
+        foreign_abi: foreign_abi(),
     })
+}
+
+/// See [`Filter::foreign_abi`]. Hand-written: seccompiler matches syscall
+/// numbers one by one and cannot say "every number from here on".
+#[cfg(target_arch = "x86_64")]
+fn foreign_abi() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    // Offsets in struct seccomp_data.
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    let op = |code: u32, jt: u8, jf: u8, k: u32| sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    vec![
+        op(load, 0, 0, ARCH),
+        // Another architecture (i386): seccompiler's programs deal with it.
+        op(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            3,
+            AUDIT_ARCH_X86_64,
+        ),
+        op(load, 0, 0, NR),
+        op(
+            libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+            0,
+            1,
+            X32_SYSCALL_BIT,
+        ),
+        op(ret, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn foreign_abi() -> BpfProgram {
+    Vec::new()
 }
 
 /// A program that allows everything but the calls `rules` match, which fail

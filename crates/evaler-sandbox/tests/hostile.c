@@ -109,6 +109,12 @@ int main(int argc, char **argv) {
         printf("mount=%s\n", err(mount("none", "/tmp", "tmpfs", 0, NULL)));
         printf("unshare=%s\n", err(unshare(CLONE_NEWUSER)));
         printf("unshare_ns=%s\n", err(unshare(CLONE_NEWNS)));
+        /* The one unshare the filter lets through (the keeper needs it);
+           the kernel must still refuse it to an unprivileged program. */
+        printf("unshare_ipc=%s\n", err(unshare(CLONE_NEWIPC)));
+        /* x32 numbers (bit 30) of a denied call. A kernel without x32
+           answers ENOSYS by itself; with x32, only the filter does. */
+        printf("x32_unshare=%s\n", err(syscall(0x40000000L | SYS_unshare, CLONE_NEWNS)));
         printf("reboot=%s\n", err(reboot(RB_AUTOBOOT)));
         printf("keyctl=%s\n", err(syscall(SYS_keyctl, 0, 0, 0, 0, 0)));
         printf("bpf=%s\n", err(syscall(SYS_bpf, 0, NULL, 0)));

@@ -358,13 +358,13 @@ fn dangerous_syscalls_are_denied() {
     for line in out.lines() {
         let (call, result) = line.split_once('=').unwrap();
         let expected = match call {
-            "io_uring" | "clone3" => "ENOSYS",
+            "io_uring" | "clone3" | "x32_unshare" => "ENOSYS",
             "fork" => "OK",
             _ => "EPERM",
         };
         assert_eq!(result, expected, "{call}: {out}");
     }
-    assert_eq!(out.lines().count(), 17, "{out}");
+    assert_eq!(out.lines().count(), 19, "{out}");
 }
 
 #[test]

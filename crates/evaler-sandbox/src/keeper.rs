@@ -54,6 +54,7 @@ const REP_DONE: u8 = b'D';
 /// Reply: the request could not be carried out; errno follows.
 const REP_FAILED: u8 = b'F';
 // Set-up failures after the mount steps, reported in place of a step index.
+const SETUP_STACK: usize = u32::MAX as usize - 4;
 const SETUP_HOSTNAME: usize = u32::MAX as usize - 3;
 const SETUP_CGROUP: usize = u32::MAX as usize - 2;
 const SETUP_SECCOMP: usize = u32::MAX as usize - 1;
@@ -123,6 +124,7 @@ impl Keeper {
                         let e = i32::from_ne_bytes([buf[5], buf[6], buf[7], buf[8]]);
                         let step = match i {
                             SETUP_HOSTNAME => "setting the hostname".to_string(),
+                            SETUP_STACK => "mapping the runs' start-up stack".to_string(),
                             SETUP_CGROUP => "joining the box's cgroup".to_string(),
                             SETUP_CHDIR => "entering /box".to_string(),
                             SETUP_SECCOMP => "loading the seccomp filter".to_string(),
@@ -324,14 +326,20 @@ fn keeper_main(
                 .map_err(|e| (SETUP_SECCOMP, e))
         })
     });
-    if let Err((i, e)) = setup {
-        let mut rec = [0u8; 9];
-        rec[0] = REP_SETUP_FAILED;
-        rec[1..5].copy_from_slice(&(i as u32).to_ne_bytes());
-        rec[5..9].copy_from_slice(&(e as i32).to_ne_bytes());
-        let _ = sys::send_fds(sock, &rec, &[]);
-        sys::exit(1);
-    }
+    // The programs start on a stack of their own in the keeper's memory
+    // (see sys::spawn_in_our_memory); exec_program needs a few KiB of it.
+    let stack = setup.and_then(|()| sys::ChildStack::new(256 << 10).map_err(|e| (SETUP_STACK, e)));
+    let mut stack = match stack {
+        Ok(stack) => stack,
+        Err((i, e)) => {
+            let mut rec = [0u8; 9];
+            rec[0] = REP_SETUP_FAILED;
+            rec[1..5].copy_from_slice(&(i as u32).to_ne_bytes());
+            rec[5..9].copy_from_slice(&(e as i32).to_ne_bytes());
+            let _ = sys::send_fds(sock, &rec, &[]);
+            sys::exit(1);
+        }
+    };
     sys::reset_signals();
     // Nothing of the supervisor's but the socket stays open here.
     sys::close_range(0, sock - 1);
@@ -354,7 +362,7 @@ fn keeper_main(
             continue;
         }
         // run_one closes the received descriptors on every path.
-        run_one(sock, shm, received, filter, uid, gid);
+        run_one(sock, shm, &mut stack, received, filter, uid, gid);
     }
 }
 
@@ -370,6 +378,7 @@ fn fail_record(e: Errno) -> [u8; 5] {
 fn run_one(
     sock: RawFd,
     shm: &SharedRegion,
+    stack: &mut sys::ChildStack,
     fds: &[RawFd],
     filter: Option<&Filter>,
     uid: u32,
@@ -437,10 +446,7 @@ fn run_one(
     // A reset of /box (see SandboxBox::clear) mounts a new filesystem there:
     // enter whatever is mounted now.
     let _ = sys::chdir(c"/box");
-    let forked = sys::fork();
-    if forked == Ok(0) {
-        exec_program(&plan);
-    }
+    let forked = sys::spawn_in_our_memory(stack, exec_program, &plan);
     for &fd in fds {
         sys::close(fd);
     }

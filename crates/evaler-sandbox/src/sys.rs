@@ -56,6 +56,87 @@ pub fn fork() -> SysResult<libc::pid_t> {
     clone_fork(0)
 }
 
+/// A stack for children started by [`spawn_in_our_memory`], mapped once and
+/// reused: such a child runs while its parent is suspended, so one at a time.
+#[derive(Debug)]
+pub struct ChildStack {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl ChildStack {
+    pub fn new(len: usize) -> SysResult<ChildStack> {
+        // SAFETY: a private anonymous mapping with no address hint.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or(Errno::ENOMEM)?;
+        Ok(ChildStack { ptr, len })
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping we made; no child runs on it
+        // (they are done by the time spawn_in_our_memory returns).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Starts `f(arg)` in a child process that shares our memory, like
+/// `vfork(2)` but on a stack of its own, and returns its pid once it has
+/// called `execve` or exited (`CLONE_VFORK` suspends us until then).
+///
+/// What `fork` would cost is skipped: copying the page tables, the child's
+/// copy-on-write faults, and tearing the copy down at `execve`. `f` must
+/// never return and must only make system calls and write its own stack
+/// (like every child-side function here); anything else it wrote would be
+/// seen by us. Its credentials, rlimits, namespaces and `oom_score_adj`
+/// are its own (the kernel keeps a vfork child's `oom_score_adj` apart).
+pub fn spawn_in_our_memory<T>(
+    stack: &mut ChildStack,
+    f: fn(&T) -> !,
+    arg: &T,
+) -> SysResult<libc::pid_t> {
+    struct Call<'a, T> {
+        f: fn(&T) -> !,
+        arg: &'a T,
+    }
+    extern "C" fn trampoline<T>(p: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `p` is the `Call` below, alive on the parent's stack while
+        // the parent is suspended by CLONE_VFORK.
+        let call = unsafe { &*p.cast::<Call<'_, T>>() };
+        (call.f)(call.arg)
+    }
+    let call = Call { f, arg };
+    // The stack grows down on every architecture we build for; clone wants
+    // its top, 16-byte aligned.
+    let top = (stack.ptr.as_ptr() as usize + stack.len) & !15;
+    // SAFETY: `top` is the aligned end of a live mapping of `stack.len`
+    // bytes that only this child uses; the child gets `call` by pointer and
+    // we stay suspended (CLONE_VFORK) until it has exec'd or exited, so the
+    // pointer stays valid for as long as the child may read it.
+    let ret = unsafe {
+        libc::clone(
+            trampoline::<T>,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&call as *const Call<'_, T>).cast_mut().cast(),
+        )
+    };
+    check(ret)
+}
+
 pub fn exit(code: i32) -> ! {
     // SAFETY: `_exit` ends the process without running atexit handlers or
     // destructors, which is what a forked child must do.

@@ -581,3 +581,58 @@ fn binds_are_read_only_and_per_run() {
     let o = run(&mut b, sh("ls /opt/evaler | wc -l"));
     assert_eq!(text(&o.stdout).trim(), "0");
 }
+
+/// When a box runs out of memory the OOM killer must take the run's
+/// processes, never the box keeper (their parent, pid 1 inside). Programs
+/// are started in the keeper's memory (vfork-style), so this also checks
+/// that raising the program's score left the keeper's alone. Root: needs
+/// the sandbox and reads other users' /proc entries.
+#[test]
+fn the_oom_killer_prefers_the_program_to_the_keeper() {
+    let mut b = open();
+    let uid = b.uid();
+    let field = |pid: &str, key: &str| -> String {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let adj = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let seen = std::thread::scope(|s| {
+        let runner = s.spawn(|| run(&mut b, sh("sleep 1")));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut seen = None;
+        while seen.is_none() && std::time::Instant::now() < deadline {
+            for pid in host_processes_of(uid) {
+                let parent = field(&pid, "PPid:");
+                if !parent.is_empty() && parent != "0" {
+                    seen = Some((adj(&pid), adj(&parent)));
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let o = runner.join().unwrap();
+        assert_eq!(o.verdict, Verdict::Ok, "{o:?}");
+        seen
+    });
+    // The keeper lowers its own score where it may (CAP_SYS_RESOURCE, which
+    // some container hosts withhold even from root); either way it must not
+    // have taken the program's 1000.
+    let caps = field("self", "CapEff:");
+    let sys_resource = u64::from_str_radix(&caps, 16).unwrap() & (1 << 24) != 0;
+    let keeper = if sys_resource { "-1000" } else { "0" };
+    assert_eq!(
+        seen,
+        Some(("1000".to_string(), keeper.to_string())),
+        "(program, keeper) oom_score_adj"
+    );
+}

@@ -532,8 +532,13 @@ impl SandboxBox {
     /// keep them, remove its files; `/tmp` and `/dev/shm` always go.
     pub(crate) fn finish_run(&mut self, keep_files: bool) -> Result<(), SandboxError> {
         // The keeper (or init) has killed and reaped everything already; this
-        // is the backstop, through the cgroup, sparing only the keeper.
+        // is the backstop, through the cgroup, sparing only the keeper. The
+        // keeper alone is one task: then there is nothing to list.
+        let only_keeper = matches!(self.cgroup.tasks(), Ok(n) if n <= 1);
         for attempt in 0.. {
+            if only_keeper {
+                break;
+            }
             let left = self.processes()?;
             if left.is_empty() {
                 break;

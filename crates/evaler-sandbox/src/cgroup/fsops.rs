@@ -44,6 +44,27 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Writes `value` to a control file through an fd opened read-write, at
+/// offset 0, after truncating it. On cgroupfs each write is a whole new
+/// value and the truncate does nothing; on the plain files of the tests'
+/// fake trees it makes the file hold exactly `value`, as cgroupfs would.
+pub(crate) fn rewrite(file: &File, path: &Path, value: &str) -> Result<(), CgroupError> {
+    let op = || format!("write {value:?} to");
+    file.set_len(0)
+        .map_err(|e| CgroupError::io(op(), path, e))?;
+    let n = file
+        .write_at(value.as_bytes(), 0)
+        .map_err(|e| CgroupError::io(op(), path, e))?;
+    if n != value.len() {
+        return Err(CgroupError::io(
+            op(),
+            path,
+            io::Error::new(io::ErrorKind::WriteZero, "short write"),
+        ));
+    }
+    Ok(())
+}
+
 /// Like [`write_file`] but `Ok(false)` when the file does not exist.
 pub(crate) fn write_file_if_exists(path: &Path, value: &str) -> Result<bool, CgroupError> {
     match write_file(path, value) {

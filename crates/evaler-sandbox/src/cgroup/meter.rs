@@ -1,10 +1,10 @@
 //! Per-run metering: CPU time, memory peak and OOM kills since `begin_run`.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::CgroupError;
@@ -56,20 +56,35 @@ impl Cpu {
     }
 }
 
+/// Where a box's memory peak comes from (the files, opened once).
 #[derive(Debug)]
-enum Peak {
+enum PeakFiles {
     /// v1 `memory.max_usage_in_bytes` and, with swap accounting,
-    /// `memory.memsw.max_usage_in_bytes` (both reset at `begin_run`).
+    /// `memory.memsw.max_usage_in_bytes`, opened read-write: writing `0`
+    /// resets each to the current usage.
     V1 { mem: Source, memsw: Option<Source> },
     /// v2 `memory.peak` opened read-write and reset through this very fd
     /// (Linux >= 6.12): reads report the peak since our reset only.
     V2Reset(Source),
+    /// v2 without a resettable `memory.peak`: its lifetime value (if the
+    /// file exists at all) and `memory.current` to sample.
+    V2Unresettable {
+        peak: Option<Source>,
+        current: Source,
+    },
+}
+
+/// How this run's peak is read.
+#[derive(Debug)]
+enum PeakMode {
+    /// The file was reset at `begin_run` (v1, or v2 `V2Reset`).
+    Reset,
     /// v2 `memory.peak` of a box that never ran anything before: the
     /// lifetime peak *is* the run's peak.
-    V2Lifetime(Source),
+    Lifetime,
     /// v2 without a resettable peak: the maximum of `memory.current` over
     /// the calls to `memory_peak_bytes`.
-    V2Sampled { current: Source, max: AtomicU64 },
+    Sampled(AtomicU64),
 }
 
 #[derive(Debug)]
@@ -87,7 +102,6 @@ enum OomKind {
 struct Oom {
     src: Source,
     kind: OomKind,
-    base: u64,
 }
 
 impl Oom {
@@ -106,123 +120,146 @@ impl Oom {
     }
 }
 
-/// The meter of one run in a box, returned by
-/// [`BoxCgroup::begin_run`](super::BoxCgroup::begin_run).
-///
-/// Holds open descriptors on the box's counters; every reading is a
-/// `pread(2)` into a stack buffer (no allocation), cheap enough to call
-/// every few milliseconds while the run is in progress. It stays valid after
-/// the run's processes have exited (the box keeps its counters until it is
-/// removed or the next `begin_run`).
+/// A box's counter files, opened at its first run and kept for the next:
+/// opening half a dozen cgroupfs paths cost more than the rest of the
+/// metering of a trivial run. Every reading and reset is a `pread` or
+/// `pwrite` at offset 0 (cgroupfs regenerates the content each time).
 #[derive(Debug)]
-pub struct RunMeter {
+pub(crate) struct Counters {
     cpu: Cpu,
-    cpu_base_ns: u64,
-    peak: Peak,
+    peak: PeakFiles,
     oom: Oom,
 }
 
-impl RunMeter {
-    /// Start-of-run snapshot for a cgroup v1 box.
-    pub(crate) fn begin_v1(mem_dir: &Path, cpu_dir: &Path) -> Result<Self, CgroupError> {
-        // Writing 0 resets the watermark to the *current* usage.
+fn open_rw(path: PathBuf) -> Result<Option<Source>, CgroupError> {
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&path)
+    {
+        Ok(file) => Ok(Some(Source { file, path })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CgroupError::io("open for reading and writing", &path, e)),
+    }
+}
+
+impl Counters {
+    /// The files of a cgroup v1 box.
+    pub(crate) fn open_v1(mem_dir: &Path, cpu_dir: &Path) -> Result<Self, CgroupError> {
         let mem_max = mem_dir.join("memory.max_usage_in_bytes");
-        fsops::write_file(&mem_max, "0")?;
-        let memsw_max = mem_dir.join("memory.memsw.max_usage_in_bytes");
-        let has_memsw = fsops::write_file_if_exists(&memsw_max, "0")?;
-        let peak = Peak::V1 {
-            mem: Source::open(mem_max)?,
-            memsw: if has_memsw {
-                Source::open_optional(memsw_max)?
-            } else {
-                None
-            },
-        };
-
+        let mem = open_rw(mem_max.clone())?.ok_or_else(|| {
+            CgroupError::io(
+                "open for reading and writing",
+                &mem_max,
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })?;
+        let memsw = open_rw(mem_dir.join("memory.memsw.max_usage_in_bytes"))?;
         let cpu = Cpu::V1Usage(Source::open(cpu_dir.join("cpuacct.usage"))?);
-        let cpu_base_ns = cpu.nanos()?;
-
         let oom_control = Source::open(mem_dir.join("memory.oom_control"))?;
         let mut buf = [0u8; 256];
         let content = pread_all(&oom_control.file, &oom_control.path, &mut buf)?;
-        let oom = match find_key(content, b"oom_kill") {
-            Some(base) => Oom {
+        let oom = if find_key(content, b"oom_kill").is_some() {
+            Oom {
                 src: oom_control,
                 kind: OomKind::V1OomControl,
-                base,
-            },
-            None => {
-                let src = Source::open(mem_dir.join("memory.failcnt"))?;
-                let base = src.u64()?;
-                Oom {
-                    src,
-                    kind: OomKind::V1Failcnt,
-                    base,
-                }
+            }
+        } else {
+            Oom {
+                src: Source::open(mem_dir.join("memory.failcnt"))?,
+                kind: OomKind::V1Failcnt,
             }
         };
-        Ok(RunMeter {
+        Ok(Counters {
             cpu,
-            cpu_base_ns,
-            peak,
+            peak: PeakFiles::V1 { mem, memsw },
             oom,
         })
     }
 
-    /// Start-of-run snapshot for a cgroup v2 box. `fresh`: nothing ever ran
-    /// in this box (its lifetime `memory.peak` is usable as a fallback).
-    pub(crate) fn begin_v2(dir: &Path, fresh: bool) -> Result<Self, CgroupError> {
-        let peak = Self::v2_peak(dir, fresh)?;
-        let cpu = Cpu::V2Stat(Source::open(dir.join("cpu.stat"))?);
-        let cpu_base_ns = cpu.nanos()?;
-        let mut oom = Oom {
-            src: Source::open(dir.join("memory.events"))?,
-            kind: OomKind::V2Events,
-            base: 0,
-        };
-        oom.base = oom.count()?;
-        Ok(RunMeter {
-            cpu,
-            cpu_base_ns,
-            peak,
-            oom,
-        })
-    }
-
-    fn v2_peak(dir: &Path, fresh: bool) -> Result<Peak, CgroupError> {
+    /// The files of a cgroup v2 box.
+    pub(crate) fn open_v2(dir: &Path) -> Result<Self, CgroupError> {
         let path = dir.join("memory.peak");
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path);
-        match opened {
-            Ok(mut file) => match file.write(b"reset\n") {
-                Ok(_) => return Ok(Peak::V2Reset(Source { file, path })),
-                Err(e) => tracing::debug!(
-                    path = %path.display(), error = %e,
-                    "cgroup: memory.peak is not resettable (Linux < 6.12), falling back"
-                ),
+        let peak = match open_rw(path.clone())? {
+            Some(src) => match src.file.write_at(b"reset\n", 0) {
+                Ok(_) => PeakFiles::V2Reset(src),
+                Err(e) => {
+                    tracing::debug!(
+                        path = %path.display(), error = %e,
+                        "cgroup: memory.peak is not resettable (Linux < 6.12), falling back"
+                    );
+                    PeakFiles::V2Unresettable {
+                        peak: Source::open_optional(path)?,
+                        current: Source::open(dir.join("memory.current"))?,
+                    }
+                }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CgroupError::io("open for reading and writing", &path, e)),
-        }
-        if fresh {
-            if let Some(src) = Source::open_optional(path)? {
-                return Ok(Peak::V2Lifetime(src));
-            }
-        }
-        Ok(Peak::V2Sampled {
-            current: Source::open(dir.join("memory.current"))?,
-            max: AtomicU64::new(0),
+            None => PeakFiles::V2Unresettable {
+                peak: None,
+                current: Source::open(dir.join("memory.current"))?,
+            },
+        };
+        Ok(Counters {
+            cpu: Cpu::V2Stat(Source::open(dir.join("cpu.stat"))?),
+            peak,
+            oom: Oom {
+                src: Source::open(dir.join("memory.events"))?,
+                kind: OomKind::V2Events,
+            },
         })
     }
 
+    /// Resets the peaks and takes the baselines of a run. `fresh`: nothing
+    /// ever ran in this box (its lifetime `memory.peak` is the run's).
+    pub(crate) fn begin(self: &Arc<Self>, fresh: bool) -> Result<RunMeter, CgroupError> {
+        let peak = match &self.peak {
+            PeakFiles::V1 { mem, memsw } => {
+                // Writing 0 resets the watermark to the *current* usage.
+                fsops::rewrite(&mem.file, &mem.path, "0")?;
+                if let Some(sw) = memsw {
+                    fsops::rewrite(&sw.file, &sw.path, "0")?;
+                }
+                PeakMode::Reset
+            }
+            PeakFiles::V2Reset(src) => {
+                fsops::rewrite(&src.file, &src.path, "reset\n")?;
+                PeakMode::Reset
+            }
+            PeakFiles::V2Unresettable { peak: Some(_), .. } if fresh => PeakMode::Lifetime,
+            PeakFiles::V2Unresettable { .. } => PeakMode::Sampled(AtomicU64::new(0)),
+        };
+        Ok(RunMeter {
+            cpu_base_ns: self.cpu.nanos()?,
+            oom_base: self.oom.count()?,
+            counters: Arc::clone(self),
+            peak,
+        })
+    }
+}
+
+/// The meter of one run in a box, returned by
+/// [`BoxCgroup::begin_run`](super::BoxCgroup::begin_run).
+///
+/// Reads the box's counters through descriptors opened once per box; every
+/// reading is a `pread(2)` into a stack buffer (no allocation), cheap enough
+/// to call every few milliseconds while the run is in progress. It stays
+/// valid after the run's processes have exited, until the next `begin_run`
+/// resets the peak.
+#[derive(Debug)]
+pub struct RunMeter {
+    counters: Arc<Counters>,
+    cpu_base_ns: u64,
+    oom_base: u64,
+    peak: PeakMode,
+}
+
+impl RunMeter {
     /// CPU time (user + system) consumed by all processes of the box since
     /// `begin_run`, including processes that have already exited.
     /// v1: `cpuacct.usage` (ns); v2: `cpu.stat` `usage_usec`.
     pub fn cpu_time(&self) -> Result<Duration, CgroupError> {
-        let now = self.cpu.nanos()?;
+        let now = self.counters.cpu.nanos()?;
         Ok(Duration::from_nanos(now.saturating_sub(self.cpu_base_ns)))
     }
 
@@ -233,19 +270,21 @@ impl RunMeter {
     /// `memory.peak`, on a reused box) each call samples `memory.current`
     /// and returns the maximum seen so far: call it periodically.
     pub fn memory_peak_bytes(&self) -> Result<u64, CgroupError> {
-        match &self.peak {
-            Peak::V1 { mem, memsw } => {
+        match (&self.counters.peak, &self.peak) {
+            (PeakFiles::V1 { mem, memsw }, _) => {
                 let m = mem.u64()?;
                 match memsw {
                     Some(sw) => Ok(m.max(sw.u64()?)),
                     None => Ok(m),
                 }
             }
-            Peak::V2Reset(s) | Peak::V2Lifetime(s) => s.u64(),
-            Peak::V2Sampled { current, max } => {
+            (PeakFiles::V2Reset(s), _) => s.u64(),
+            (PeakFiles::V2Unresettable { peak: Some(s), .. }, PeakMode::Lifetime) => s.u64(),
+            (PeakFiles::V2Unresettable { current, .. }, PeakMode::Sampled(max)) => {
                 let now = current.u64()?;
                 Ok(max.fetch_max(now, Ordering::Relaxed).max(now))
             }
+            (PeakFiles::V2Unresettable { current, .. }, _) => current.u64(),
         }
     }
 
@@ -260,17 +299,17 @@ impl RunMeter {
 
     /// The number of OOM events counted by [`RunMeter::oom_killed`].
     pub fn oom_events(&self) -> Result<u64, CgroupError> {
-        Ok(self.oom.count()?.saturating_sub(self.oom.base))
+        Ok(self.counters.oom.count()?.saturating_sub(self.oom_base))
     }
 
     /// How the memory peak is measured, for diagnostics/logs.
     pub fn peak_method(&self) -> &'static str {
-        match self.peak {
-            Peak::V1 { memsw: Some(_), .. } => "v1 memory.memsw.max_usage_in_bytes",
-            Peak::V1 { memsw: None, .. } => "v1 memory.max_usage_in_bytes",
-            Peak::V2Reset(_) => "v2 memory.peak (per-fd reset)",
-            Peak::V2Lifetime(_) => "v2 memory.peak (fresh box)",
-            Peak::V2Sampled { .. } => "v2 memory.current (sampled)",
+        match (&self.counters.peak, &self.peak) {
+            (PeakFiles::V1 { memsw: Some(_), .. }, _) => "v1 memory.memsw.max_usage_in_bytes",
+            (PeakFiles::V1 { memsw: None, .. }, _) => "v1 memory.max_usage_in_bytes",
+            (PeakFiles::V2Reset(_), _) => "v2 memory.peak (per-fd reset)",
+            (_, PeakMode::Lifetime) => "v2 memory.peak (fresh box)",
+            _ => "v2 memory.current (sampled)",
         }
     }
 }

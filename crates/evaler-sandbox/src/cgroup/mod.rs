@@ -140,6 +140,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use error::CgroupError;
+use meter::Counters;
 pub use meter::RunMeter;
 
 use fsops::{KillTarget, Membership};
@@ -752,6 +753,8 @@ impl InstanceCgroup {
             index,
             node,
             ran: AtomicBool::new(false),
+            counters: Mutex::new(None),
+            tasks_file: Mutex::new(None),
         })
     }
 }
@@ -767,6 +770,10 @@ pub struct BoxCgroup {
     node: Node,
     /// Whether `begin_run` was ever called (the box may have been used).
     ran: AtomicBool,
+    /// The counter files, opened by the first `begin_run`.
+    counters: Mutex<Option<Arc<Counters>>>,
+    /// `pids.current`, opened by the first `tasks`.
+    tasks_file: Mutex<Option<fs::File>>,
 }
 
 impl Drop for BoxCgroup {
@@ -859,13 +866,24 @@ impl BoxCgroup {
     /// about this run only.
     pub fn begin_run(&self) -> Result<RunMeter, CgroupError> {
         let layout = self.layout();
-        let fresh = !self.ran.swap(true, Ordering::Relaxed);
-        match layout.version {
-            CgroupVersion::V1 => {
-                RunMeter::begin_v1(self.dir_of(layout.memory), self.dir_of(layout.cpu))
+        let counters = {
+            let mut cached = lock(&self.counters);
+            match &*cached {
+                Some(c) => Arc::clone(c),
+                None => {
+                    let c = Arc::new(match layout.version {
+                        CgroupVersion::V1 => {
+                            Counters::open_v1(self.dir_of(layout.memory), self.dir_of(layout.cpu))?
+                        }
+                        CgroupVersion::V2 => Counters::open_v2(self.dir_of(0))?,
+                    });
+                    *cached = Some(Arc::clone(&c));
+                    c
+                }
             }
-            CgroupVersion::V2 => RunMeter::begin_v2(self.dir_of(0), fresh),
-        }
+        };
+        let fresh = !self.ran.swap(true, Ordering::Relaxed);
+        counters.begin(fresh)
     }
 
     /// Opens, `O_WRONLY | O_CLOEXEC`, the `cgroup.procs` file of the box in
@@ -905,6 +923,22 @@ impl BoxCgroup {
             fsops::write_file(&d.join("cgroup.procs"), &value)?;
         }
         Ok(())
+    }
+
+    /// Tasks (processes and threads) in the box, from `pids.current`
+    /// through a descriptor kept open: a cheap emptiness check after each
+    /// run (`cgroup.procs` cannot be re-read that way: v1 caches its list
+    /// per open file for a second).
+    pub fn tasks(&self) -> Result<u64, CgroupError> {
+        let path = self.dir_of(self.layout().pids).join("pids.current");
+        let mut file = lock(&self.tasks_file);
+        if file.is_none() {
+            *file = Some(fsops::open_read(&path)?);
+        }
+        match &*file {
+            Some(f) => fsops::pread_u64(f, &path),
+            None => Ok(0),
+        }
     }
 
     /// Host pids currently in the box (union over the hierarchies, sorted).

@@ -16,7 +16,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use evaler_sandbox::{Limits, RunSpec, Sandbox, SandboxConfig, Stdin, Verdict};
@@ -95,9 +95,6 @@ fn bare(
     threads: usize,
     runs: usize,
 ) -> (f64, Vec<Duration>, Duration) {
-    // Same ordering of file writes against run starts as the judge (see
-    // `pool::WRITE_VS_SPAWN`): without it, two threads hit ETXTBSY.
-    let order = Arc::new(RwLock::new(()));
     let mut boxes: Vec<_> = (0..threads).map(|_| sandbox.open_box().unwrap()).collect();
     let cpu_before = cpu(UsageWho::RUSAGE_SELF);
     let start = Instant::now();
@@ -105,16 +102,12 @@ fn bare(
         let handles: Vec<_> = boxes
             .iter_mut()
             .map(|b| {
-                let order = Arc::clone(&order);
                 s.spawn(move || {
                     let mut times = Vec::new();
                     for _ in 0..runs / threads {
                         let t = Instant::now();
-                        {
-                            let _w = order.write().unwrap();
-                            for (name, data) in files {
-                                b.files().write(name, data, true).unwrap();
-                            }
+                        for (name, data) in files {
+                            b.files().write(name, data, true).unwrap();
                         }
                         let mut spec = RunSpec::new("./main");
                         spec.stdin = Stdin::Bytes(b"1 2\n".to_vec());
@@ -128,10 +121,7 @@ fn bare(
                             file_size_kib: Some(65536),
                             open_files: 256,
                         };
-                        let running = {
-                            let _r = order.read().unwrap();
-                            b.spawn(spec).unwrap()
-                        };
+                        let running = b.spawn(spec).unwrap();
                         let o = running.wait().unwrap();
                         assert_eq!(
                             (o.verdict, o.stdout.as_slice()),

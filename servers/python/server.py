@@ -26,6 +26,7 @@ import _thread
 import _signal
 import select
 import builtins
+from fcntl import fcntl as _fcntl
 from time import perf_counter, sleep
 
 MAX_LINE = 64 << 20          # largest accepted packet line, bytes
@@ -34,6 +35,15 @@ VALUE_CAP = 64 << 10         # repr of the trailing value, characters
 DRAIN_GRACE = 0.1            # seconds to wait for EOF on the capture pipes
 EXIT_GRACE = 2.0             # seconds allowed for the whole exit() path
 THREAD_GRACE = 0.5           # ... of which waiting for non-daemon threads
+PIPE_READ = 1 << 16          # read size for the capture pipes (their default size)
+PIPE_BIG = 1 << 20           # ... once one fills up: grow it (pipe-max-size default)
+READER_PAUSE = 0.001         # capture reader's pause before reading a cell's output
+TRIM_DELAY = 1.0             # idle seconds after a cell before giving memory back
+HEAP_KEEP = 8 << 20          # free C heap kept until then (M_TRIM_THRESHOLD, see _tune_malloc)
+HEAP_MMAP = 4 << 20          # larger blocks are mmap'ed (M_MMAP_THRESHOLD)
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+F_SETPIPE_SZ = 1031
 PyCF_ONLY_AST = 0x400
 
 try:
@@ -47,9 +57,6 @@ _CodeType = type((lambda: None).__code__)
 _SERVER_FILE = (lambda: None).__code__.co_filename
 _SELF = sys.modules[__name__]   # keeps this module alive once unregistered
 _PID = os.getpid()
-_STDLIB = os.path.dirname(os.__file__) + os.sep
-# A first cell mentioning one of these gets linecache before it runs.
-_NEEDS_LINECACHE = ("traceback", "linecache", "inspect", "warn", "logging", "pdb", "exc_info")
 
 
 
@@ -87,6 +94,84 @@ def _ensure_std_fds():
     if n != 0:
         os.dup2(n, 0)
         os.close(n)
+
+
+def _tune_malloc():
+    """Set glibc's malloc thresholds (mallopt): freed blocks up to HEAP_KEEP
+    stay in the heap until Session.trim() instead of going back to the
+    system at once, so that a cell printing a MiB reuses the pages the
+    previous one faulted in (in a VM a page fault costs ~3 us: ~1 ms per
+    MiB, several times over on the way from print to the RESULT).  Blocks
+    over HEAP_MMAP are mmap'ed and go back at once, as by default.  glibc's
+    own dynamic thresholds end up much the same after the first large
+    free(), only higher (up to 32/64 MiB)."""
+    mallopt = _libc("mallopt")
+    if mallopt is not None:
+        try:
+            mallopt(M_MMAP_THRESHOLD, HEAP_MMAP)
+            mallopt(M_TRIM_THRESHOLD, HEAP_KEEP)
+        except BaseException:
+            pass
+
+
+def _libc(name):
+    """A C library function as f(*args) -> C int (args: int, bytes for a
+    const char *, None for NULL), or None.  Through _ctypes' own dlopen,
+    dlsym and call_function: the ctypes package takes ~5 ms and ~1 MiB to
+    import, _ctypes alone ~0.4 ms."""
+    try:
+        _ctypes = _stdlib_import("_ctypes")
+        addr = _ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW), name)
+        call = _ctypes.call_function
+    except BaseException:                 # no _ctypes, libffi or symbol (musl: no malloc_trim)
+        return None
+    return lambda *args: call(addr, args)
+
+
+class _LinecacheSeeder:
+    """First on sys.meta_path until linecache is imported: fills its cache
+    with the cell sources as soon as it exists.  linecache pulls in tokenize
+    and re (~1 MiB, ~5 ms), so the server keeps it out until something needs
+    it, and whatever imports it (traceback, warnings, inspect, pdb...) within
+    a cell then still finds the sources of this cell and earlier ones."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "linecache":
+            return None
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _SeedingLoader(spec.loader, self.session)
+        return spec
+
+
+class _SeedingLoader:
+    def __init__(self, loader, session):
+        self.loader = loader
+        self.session = session
+
+    def __getattr__(self, name):          # get_source, is_package...
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        module.cache.update(self.session.sources)
+        self.session.sources.clear()
 
 
 def _stdlib_import(name):
@@ -133,10 +218,19 @@ try:
         return obj
 
     def _dumps(obj):
-        """Our replies only: a flat dict of str, int, float and bool."""
+        """Our replies only (never empty): a flat dict of str, bytes (captured
+        output, see _json_output), int, float and bool.  Returns the packet's
+        UTF-8 bytes, newline included, as a list of pieces for os.writev:
+        joining a MiB of output into one string would copy it once more."""
         parts = []
+        text = "{"                      # JSON text not yet in parts
         for k, v in obj.items():
             t = v.__class__
+            if t is bytes:
+                parts.append((text + _enc_str(k) + ':"').encode())
+                parts.append(_json_output(v))
+                text = '",'
+                continue
             if t is str:
                 v = _enc_str(v)
             elif v is True:
@@ -149,8 +243,9 @@ try:
                 v = float.__repr__(v)
             else:
                 v = _enc_str(str(v))
-            parts.append(_enc_str(k) + ":" + v)
-        return "{" + ",".join(parts) + "}"
+            text += _enc_str(k) + ":" + v + ","
+        parts.append((text[:-1] + "}\n").encode("utf-8", "replace"))
+        return parts
 except ImportError:                                  # pragma: no cover
     import json as _json_mod
 
@@ -158,7 +253,55 @@ except ImportError:                                  # pragma: no cover
         return _json_mod.loads(data.decode("utf-8"))
 
     def _dumps(obj):
-        return _json_mod.dumps(obj, ensure_ascii=False)
+        obj = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in obj.items()}
+        return [(_json_mod.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "replace")]
+
+
+# JSON escapes for the bytes of a UTF-8 string.  _json.encode_basestring
+# reads every character twice (5-7 ms per MiB of output); bytes.replace finds
+# a byte with memchr (~16 us per MiB) and returns the same object when there
+# is none.  \b and \f as the C encoder writes them, so replies stay byte for
+# byte the same.  The other control characters are rare: one pass over the
+# output tells whether any is there (see _has_rare).
+_ESCAPES = [(b'"', b'\\"'), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t")]
+_RARE = bytes(c for c in range(1, 32) if c not in (9, 10, 13))
+_RARE_ESCAPES = [(b"\b", b"\\b"), (b"\f", b"\\f")]
+_RARE_ESCAPES += [(bytes((c,)), b"\\u%04x" % c) for c in b"\0" + _RARE if c not in (8, 12)]
+_SMALL_OUTPUT = 2048
+_strcspn = None                         # libc's (main() looks it up)
+
+
+def _has_rare(data):
+    """Is there a control character other than \t \n \r (or a NUL)?"""
+    if _strcspn is not None:
+        # strcspn stops at the first of those bytes or at a NUL (a bytes
+        # object always ends with one).  glibc's SSE 4.2 version takes up
+        # to 16 bytes to look for: two passes cost half as much as 28 memchr.
+        n = len(data)
+        return _strcspn(data, _RARE[:14]) != n or _strcspn(data, _RARE[14:]) != n
+    return 0 in data or any(c in data for c in _RARE)
+
+
+def _json_output(data):
+    """Captured output (bytes) -> the body of a JSON string (UTF-8 bytes):
+    decoded as UTF-8 with errors="replace", without ASCII escaping."""
+    if len(data) < _SMALL_OUTPUT:                 # the C encoder wins here
+        return _enc_str(data.decode("utf-8", "replace"))[1:-1].encode()
+    if not data.isascii():
+        try:
+            data.decode("utf-8")              # valid (no surrogates either)?
+        except UnicodeDecodeError:
+            data = data.decode("utf-8", "replace").encode("utf-8")
+    # UTF-8 continuation bytes are >= 0x80: a byte-wise replace is safe.
+    # Backslashes first: the escapes add some.
+    rare = _has_rare(data)
+    data = data.replace(b"\\", b"\\\\")
+    if rare:
+        for c, e in _RARE_ESCAPES:
+            data = data.replace(c, e)
+    for c, e in _ESCAPES:
+        data = data.replace(c, e)
+    return data
 
 
 # --------------------------------------------------------------------------
@@ -201,21 +344,24 @@ class Transport:
                 return None
             buf += data
 
-    def pending(self):
-        """Is a packet (or part of one) already waiting?"""
+    def pending(self, timeout=0.0):
+        """Is a packet (or part of one) waiting, or does one come within
+        timeout seconds?"""
         if self.buf:
             return True
         p = select.poll()
         p.register(self.fd, select.POLLIN)
-        return bool(p.poll(0))
+        return bool(p.poll(max(0, int(timeout * 1000))))
 
     def send(self, obj):
-        data = (_dumps(obj) + "\n").encode("utf-8", "replace")
-        view = memoryview(data)
+        parts = _dumps(obj)
         try:
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
+            while parts:
+                n = os.writev(self.fd, parts)
+                while parts and n >= len(parts[0]):
+                    n -= len(parts.pop(0))
+                if n:
+                    parts[0] = memoryview(parts[0])[n:]
         except OSError as e:
             raise ClientGone from e
 
@@ -243,39 +389,55 @@ class Transport:
 
 
 class Capture:
-    """fds 1 and 2 always point into pipes drained by one persistent thread.
+    """fds 1 and 2 always point into pipes, and a persistent thread drains
+    what the main thread does not read itself.
 
     While a cell runs they are that cell's own pipes, so the end of the cell's
-    output is their EOF (awaited for at most DRAIN_GRACE: a background process
-    may hold them).  Between cells they are two idle pipes.  Everything read
-    goes into one capped buffer per stream, which each RESULT takes: output
-    written between cells (background threads and processes) shows at the
-    start of the next cell's output instead of being lost or reaching the
-    server's own stdout/stderr (which the supervisor caps).  Pipes of earlier
-    cells still held by background processes keep being drained (up to
-    MAX_LINGER of them), so those processes don't die of SIGPIPE.
+    output is their EOF.  At the cell's end the main thread reads them itself
+    until EOF (DRAIN_GRACE at most: a background process may hold them), so
+    the RESULT never waits for a hand-off to the reader thread.  Between cells
+    fds 1 and 2 are two idle pipes.  Everything read goes into one capped
+    buffer per stream, which each RESULT takes: output written between cells
+    (background threads and processes) shows at the start of the next cell's
+    output instead of being lost or reaching the server's own stdout/stderr
+    (which the supervisor caps).  Pipes of earlier cells still held by
+    background processes keep being drained (up to MAX_LINGER of them), so
+    those processes don't die of SIGPIPE.
+
+    The reader thread waits in epoll, where the main thread adds and removes
+    pipes itself: the reader never has to be woken (and to take the GIL)
+    for that.  It sleeps through a short cell: the main thread takes a cell's
+    pipes out of epoll before their EOF.  Both threads read, each read under
+    mu, so that a read and its append are one step and the order within a
+    stream holds whichever thread reads.  A pipe is closed under mu too: a
+    stale event then finds its fd gone from streams (or reused by a new pipe
+    of ours, which is as good).
     """
 
     MAX_LINGER = 16
 
     def __init__(self):
         self.real = (os.dup(1), os.dup(2))        # non-inheritable copies
-        self.mu = _thread.allocate_lock()         # guards chunks/sizes/truncated/cmds
-        self.cell_done = _thread.allocate_lock()
-        self.cell_done.acquire()
-        self.cmds = []
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
+        # mu guards chunks/sizes/truncated and streams/linger/rsize, and is
+        # held for every read and close of a pipe.
+        self.mu = _thread.allocate_lock()
         self._reset()
+        self.ep = select.epoll()
+        self.streams = {}                         # read fd -> stream (0 stdout, 1 stderr)
+        self.linger = []                          # read ends of earlier cells still held
+        self.rsize = {}                           # read fd -> read size, if not PIPE_READ
+        self.cell = ()                            # the running cell's read ends
+        self.next = None                          # the next cell's pipes (prepare)
         ir1, iw1 = os.pipe()
         ir2, iw2 = os.pipe()
+        self.idle_r = (ir1, ir2)
         self.idle_w = (iw1, iw2)
-        self.streams = {ir1: 0, ir2: 1}           # read fd -> stream (reader thread's)
-        for fd in self.streams:
+        self.idle_poll = select.poll()
+        for i, fd in enumerate(self.idle_r):
             os.set_blocking(fd, False)
-        self.cell_fds = set()
-        self.cell_pending = False
-        self.linger = []
+            self.idle_poll.register(fd, select.POLLIN)
+            self.ep.register(fd, select.EPOLLIN)
+            self.streams[fd] = i
         os.dup2(iw1, 1)
         os.dup2(iw2, 2)
         _thread.start_new_thread(self._loop, ())
@@ -285,37 +447,171 @@ class Capture:
         self.sizes = [0, 0]
         self.truncated = False
 
-    def _command(self, cmd):
-        with self.mu:
-            self.cmds.append(cmd)
-        os.write(self.wake_w, b"x")
+    def _read(self, fd, i):
+        """Take in what sits in one pipe now (caller holds mu), but no more
+        than 8 full reads: a writer that keeps it full (`yes`) must not keep
+        mu (or stop()) forever.  Returns the number of bytes read, -1 at EOF."""
+        size = self.rsize.get(fd, PIPE_READ)
+        n = 0
+        for _ in range(8):
+            try:
+                data = os.read(fd, size)
+            except BlockingIOError:
+                return n
+            except OSError:
+                return -1
+            if not data:
+                return -1
+            got = len(data)
+            n += got
+            room = OUTPUT_CAP - self.sizes[i]
+            if got > room:
+                self.truncated = True
+                data = data[:room] if room > 0 else b""
+            if data:
+                self.chunks[i].append(data)
+                self.sizes[i] += len(data)
+            if got < size:                        # a pipe read takes all there is
+                return n
+            if size < PIPE_BIG:
+                # The pipe filled up: its writer is blocked.  A bigger pipe
+                # and bigger reads mean fewer round trips between the writer
+                # and us (and the GIL) for large output.
+                size = self.rsize[fd] = PIPE_BIG
+                try:
+                    _fcntl(fd, F_SETPIPE_SZ, PIPE_BIG)
+                except OSError:                   # over pipe-max-size or the user's quota
+                    pass
+        return n
+
+    def _close(self, fd, unwatch=True):
+        """Forget a pipe's read end (caller holds mu)."""
+        if unwatch:
+            try:
+                self.ep.unregister(fd)
+            except OSError:                       # not in epoll (any more)
+                pass
+        self.streams.pop(fd, None)
+        self.rsize.pop(fd, None)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    def _read_shared(self):
+        """Read the idle pipes and those of earlier cells now rather than when
+        the reader gets to them: at a cell's start, so that output written
+        between cells comes before the cell's own; at its end, so that it is
+        in this RESULT."""
+        if self.linger or self.idle_poll.poll(0):
+            with self.mu:
+                for i, fd in enumerate(self.idle_r):
+                    self._read(fd, i)
+                for fd in tuple(self.linger):
+                    if self._read(fd, self.streams[fd]) < 0:
+                        self.linger.remove(fd)
+                        self._close(fd)
+
+    def prepare(self):
+        """Make the next cell's pipes, in epoll.  Called while idle, off the
+        RESULT's path; start() calls it when there was no idle moment.
+        Raises OSError (EMFILE)."""
+        if self.next is not None:
+            return
+        fds = []
+        try:
+            r1, w1 = os.pipe()
+            fds += (r1, w1)
+            r2, w2 = os.pipe()
+            fds += (r2, w2)
+            os.set_blocking(r1, False)
+            os.set_blocking(r2, False)
+            try:
+                # Room for a MiB of stdout: printing it need not wait for a
+                # reader, and stop() reads it in one piece.
+                _fcntl(w1, F_SETPIPE_SZ, PIPE_BIG)
+                self.rsize[r1] = PIPE_BIG
+            except OSError:                       # over pipe-max-size or the user's quota
+                pass
+            with self.mu:
+                self.streams[r1] = 0
+                self.streams[r2] = 1
+                self.ep.register(r1, select.EPOLLIN)
+                self.ep.register(r2, select.EPOLLIN)
+        except OSError:
+            with self.mu:
+                for fd in fds:
+                    self._close(fd)
+            raise
+        self.next = (r1, r2, w1, w2)
 
     def start(self):
-        r1, w1 = os.pipe()
-        try:
-            r2, w2 = os.pipe()
-        except OSError:
-            os.close(r1)
-            os.close(w1)
-            raise
-        os.set_blocking(r1, False)
-        os.set_blocking(r2, False)
+        self.prepare()
+        r1, r2, w1, w2 = self.next
+        self.next = None
+        self._read_shared()
         os.dup2(w1, 1)
         os.dup2(w2, 2)
         os.close(w1)
         os.close(w2)
-        self._command(("cell", r1, r2))
+        self.cell = (r1, r2)
+
+    def close_in_child(self):
+        """In a child forked between cells: drop the next cell's write ends,
+        or that cell would wait DRAIN_GRACE for the child to close them."""
+        if self.next is not None:
+            for fd in self.next[2:]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.next = None
 
     def stop(self):
         """Back to the idle pipes; returns (stdout, stderr, truncated) since
         the previous stop()."""
+        cell = self.cell
+        self.cell = ()
+        with self.mu:
+            for fd in cell:                       # no wake-up for their EOF
+                try:
+                    self.ep.unregister(fd)
+                except OSError:                   # the reader saw EOF already
+                    pass
         os.dup2(self.idle_w[0], 1)
         os.dup2(self.idle_w[1], 2)
         # Our copies of the cell's write ends are gone: EOF comes unless a
         # background process still holds one.  Wait for it DRAIN_GRACE at most.
-        if not self.cell_done.acquire(True, DRAIN_GRACE):
-            self._command(("release",))
-            self.cell_done.acquire()
+        left = list(cell)
+        deadline = None
+        while True:
+            with self.mu:
+                for fd in tuple(left):
+                    if self._read(fd, self.streams[fd]) < 0:
+                        left.remove(fd)
+                        self._close(fd, unwatch=False)
+            if not left:
+                break
+            now = perf_counter()
+            if deadline is None:
+                deadline = now + DRAIN_GRACE
+            elif now >= deadline:
+                break
+            p = select.poll()
+            for fd in left:
+                p.register(fd, select.POLLIN)
+            try:
+                p.poll(max(1, int((deadline - now) * 1000)))
+            except OSError:
+                pass
+        if left:                                  # the reader drains them from now on
+            with self.mu:
+                for fd in left:
+                    self.ep.register(fd, select.EPOLLIN)
+                    self.linger.append(fd)
+                while len(self.linger) > self.MAX_LINGER:
+                    self._close(self.linger.pop(0))
+        self._read_shared()
         return self.take()
 
     def take(self):
@@ -329,105 +625,32 @@ class Capture:
             _signal.pthread_sigmask(_signal.SIG_BLOCK, [SIGINT])
         except (AttributeError, OSError, ValueError):
             pass
-        poll = select.poll()
-        streams = self.streams
-        cell = self.cell_fds
-        linger = self.linger
-        wake = self.wake_r
-        cap = OUTPUT_CAP
-        for fd in streams:
-            poll.register(fd, select.POLLIN)
-        poll.register(wake, select.POLLIN)
-
-        def drop(fd):
-            try:
-                poll.unregister(fd)
-            except KeyError:
-                pass
-            streams.pop(fd, None)
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-        def take_in(fd, i, data):
-            with self.mu:
-                room = cap - self.sizes[i]
-                if len(data) > room:
-                    self.truncated = True
-                    data = data[:room] if room > 0 else b""
-                if data:
-                    self.chunks[i].append(data)
-                    self.sizes[i] += len(data)
-
-        def drain():
-            # Read what already sits in the pipes now, not at the next poll:
-            # at a cell's start, so that output written between cells comes
-            # before the cell's own; at its end, so that it is in this RESULT.
-            for fd, i in list(streams.items()):
-                for _ in range(16):
-                    try:
-                        data = os.read(fd, 1 << 16)
-                    except OSError:
-                        break                   # EAGAIN: drained (EOF: next poll)
-                    if not data:
-                        break
-                    take_in(fd, i, data)
-
-        def finish_cell():
-            drain()
-            self.cell_pending = False
-            self.cell_done.release()
-
+        ep = self.ep
+        mu = self.mu
         while True:
             try:
-                events = poll.poll()
+                events = ep.poll()
             except OSError:
                 continue
+            cell = self.cell
+            if cell and any(fd in cell for fd, _ev in events):
+                # The running cell writes: let its output pile up a little
+                # before reading.  A short cell is over by then and stop()
+                # reads it all; in a print loop, waking (and taking the GIL)
+                # for every write would slow the cell down several times over.
+                # The stdout pipe holds a MiB and a pipe that fills up grows
+                # (see _read), so a fast writer is barely held up.
+                sleep(READER_PAUSE)
             for fd, _ev in events:
                 try:
-                    if fd == wake:
-                        try:
-                            while os.read(wake, 4096):
-                                pass
-                        except OSError:
-                            pass
-                        with self.mu:
-                            cmds, self.cmds = self.cmds, []
-                        for cmd in cmds:
-                            if cmd[0] == "cell":
-                                drain()
-                                for i, r in enumerate(cmd[1:]):
-                                    streams[r] = i
-                                    poll.register(r, select.POLLIN)
-                                    cell.add(r)
-                                self.cell_pending = True
-                            elif cmd[0] == "release" and self.cell_pending:
-                                linger.extend(cell)
-                                cell.clear()
-                                while len(linger) > self.MAX_LINGER:
-                                    drop(linger.pop(0))
-                                finish_cell()
-                        continue
-                    i = streams.get(fd)
-                    if i is None:
-                        continue
-                    try:
-                        data = os.read(fd, 1 << 16)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        data = b""
-                    if data:
-                        take_in(fd, i, data)
-                        continue
-                    drop(fd)                      # EOF
-                    if fd in cell:
-                        cell.discard(fd)
-                        if not cell and self.cell_pending:
-                            finish_cell()
-                    elif fd in linger:
-                        linger.remove(fd)
+                    with mu:
+                        i = self.streams.get(fd)
+                        if i is not None and self._read(fd, i) < 0:
+                            if fd in self.linger:
+                                self.linger.remove(fd)
+                                self._close(fd)
+                            else:                 # a cell's: stop() closes it
+                                ep.unregister(fd)
                 except BaseException:             # never let the reader die
                     pass
 
@@ -448,7 +671,9 @@ class Session:
         self.transport = None             # the connection being served
         self.exit_lock = _thread.allocate_lock()   # who sends the last RESULT
         self.sources = {}                 # cell sources not yet in linecache
-        self.warm = False
+        self.idle_due = True              # idle() has work to do
+        self.trim_at = None               # when to give freed memory back (perf_counter)
+        self.malloc_trim = _libc("malloc_trim")
         main = type(sys)("__main__")
         main.__dict__.update(__builtins__=builtins, __doc__=None, __package__=None,
                              __spec__=None, __loader__=None)
@@ -456,10 +681,9 @@ class Session:
         self.main = main
         self.capture = Capture()
         self.user_sigint = None           # a SIGINT handler the user installed
-        self.nmods = 0
-        self.fflush = None                # C stdio fflush, once needed
-        self.want_fflush = False
+        self.fflush = _libc("fflush")
         self._stdio(force=True)
+        sys.meta_path.insert(0, _LinecacheSeeder(self))
 
     def _stdio(self, force=False):
         """Each cell starts with sys.std* on fds 0-2 (unbuffered writers, so
@@ -481,26 +705,8 @@ class Session:
             except BaseException:
                 pass
         # C stdio (printf from ctypes / C extensions) is buffered when fd 1 is
-        # a pipe.  Importing ctypes costs ~5 ms, so only once it can matter.
-        if self.fflush is None:
-            mods = sys.modules
-            if len(mods) != self.nmods:
-                self.nmods = len(mods)
-                if "_ctypes" in mods or "_cffi_backend" in mods:
-                    self.want_fflush = True
-                else:
-                    for m in list(mods.values()):
-                        f = getattr(m, "__file__", None)
-                        if isinstance(f, str) and f.endswith(".so") and not f.startswith(_STDLIB):
-                            self.want_fflush = True
-                            break
-            if self.want_fflush:
-                try:
-                    ctypes = _stdlib_import("ctypes")
-                    self.fflush = ctypes.CDLL(None).fflush
-                except BaseException:
-                    self.fflush = False
-        if self.fflush:
+        # a pipe.
+        if self.fflush is not None:
             try:
                 self.fflush(None)
             except BaseException:
@@ -511,8 +717,6 @@ class Session:
         entry = (len(code), None, code.splitlines(True), fn)
         self.sources[fn] = entry
         lc = sys.modules.get("linecache")
-        if lc is None and self.count == 1 and any(w in code for w in _NEEDS_LINECACHE):
-            lc = _stdlib_import("linecache")
         if lc is not None:
             lc.cache.update(self.sources)
             self.sources.clear()
@@ -531,16 +735,27 @@ class Session:
         if lc is not None:
             lc.cache.pop(fn, None)
 
-    def warm_up(self):
-        """Called once while idle after the first cell: import what errors
-        and tracebacks need (kept out of the start-up path)."""
-        self.warm = True
+    def idle(self):
+        """Work for a moment when no packet waits, off the RESULT's path:
+        the next cell's capture pipes."""
+        self.idle_due = False
         try:
-            _stdlib_import("traceback")
-            sys.modules["linecache"].cache.update(self.sources)
-            self.sources.clear()
-        except BaseException:
+            self.capture.prepare()
+        except OSError:                   # EMFILE: start() will say so
             pass
+
+    def trim(self):
+        """Give the C heap's free memory back to the system (glibc keeps it,
+        and it counts in RSS): at the first idle moment (compiling this file
+        at start-up left ~2 MiB), then whenever the session has been idle
+        for TRIM_DELAY after a cell.  Until then the freed memory of a cell
+        is there for the next one (see _tune_malloc)."""
+        self.trim_at = None
+        if self.malloc_trim is not None:
+            try:
+                self.malloc_trim(0)
+            except BaseException:
+                pass
 
     def _idle_sigint(self):
         """Back to ignoring SIGINT; remember a handler the cell installed."""
@@ -653,8 +868,13 @@ class Session:
             _thread.start_new_thread(self._watchdog, (leave, fields))
             self._finalize()
         self._flush_all()
+        self.idle_due = True
         if fallback is None:
             out, err, truncated = self.capture.stop()
+            if self.count == 1:
+                self.trim_at = 0.0
+            elif self.trim_at is None:
+                self.trim_at = perf_counter() + TRIM_DELAY
         else:
             # fd-level output went to the idle pipes: take what has arrived
             self._flush_all()
@@ -705,7 +925,7 @@ class Session:
         try:
             out, err, truncated = self.capture.take()
             reply = _reply(out, err, truncated, *fields)
-            reply["stderr"] += "evaler: shutdown still running after %gs, exiting\n" % EXIT_GRACE
+            reply["stderr"] += b"evaler: shutdown still running after %gs, exiting\n" % EXIT_GRACE
             self.transport.send(reply)
         except BaseException:
             pass
@@ -717,10 +937,10 @@ class Session:
 
 
 def _reply(out, err, truncated, status, value, elapsed, exit_code, extra_err):
-    reply = {"type": "RESULT",
-             "stdout": out.decode("utf-8", "replace"),
-             "stderr": err.decode("utf-8", "replace") + extra_err,
-             "status": status}
+    """The RESULT packet.  stdout/stderr stay bytes: _dumps decodes them."""
+    if extra_err:
+        err += extra_err.encode("utf-8", "replace")
+    reply = {"type": "RESULT", "stdout": out, "stderr": err, "status": status}
     if value is not None:
         reply["value"] = value
     reply["time"] = elapsed
@@ -746,6 +966,65 @@ def _exit_status(code):
         return 1, None
 
 
+def _without_site():
+    """Started with -S (as kernels.toml does, see README): do the part of
+    site.main() a notebook user relies on, cheaply.
+
+    * The site-packages directories go on sys.path: those that exist, in
+      site.getsitepackages() order (Debian's dist-packages and upstream's
+      site-packages; a venv's first, as site.venv() does).  Their .pth files
+      are not read: they import modules at every start (setuptools'
+      distutils hack, certifi patches...), which is what -S saves.
+    * exit, quit, help, copyright, credits, license: the objects site makes,
+      from _sitebuiltins (frozen: nothing to read from disk).
+    * No sitecustomize / usercustomize."""
+    ver = "python%d.%d" % sys.version_info[:2]
+    prefixes = [sys.prefix, sys.exec_prefix]
+    venv = False
+    exe_dir = os.path.dirname(os.path.abspath(sys.executable or "/"))
+    for d in (exe_dir, os.path.dirname(exe_dir)):
+        cfg = os.path.join(d, "pyvenv.cfg")
+        if os.path.isfile(cfg):
+            venv = True
+            system_site = True
+            try:
+                with open(cfg, encoding="utf-8") as f:
+                    for line in f:
+                        key, eq, value = line.partition("=")
+                        if eq and key.strip().lower() == "include-system-site-packages":
+                            system_site = value.strip().lower() == "true"
+            except (OSError, ValueError):
+                pass
+            root = os.path.dirname(exe_dir)
+            sys.prefix = sys.exec_prefix = root
+            prefixes = [root] + (prefixes if system_site else [])
+            break
+    platlib = getattr(sys, "platlibdir", "lib")      # 3.9+
+    libdirs = [platlib] + (["lib"] if platlib != "lib" else [])
+    for prefix in dict.fromkeys(prefixes):
+        subdirs = ["lib/%s/site-packages" % ver] if venv else []
+        subdirs += ["local/lib/%s/dist-packages" % ver, "lib/python3/dist-packages"]
+        subdirs += ["%s/%s/dist-packages" % (d, ver) for d in libdirs]
+        subdirs += ["%s/%s/site-packages" % (d, ver) for d in libdirs]
+        for sub in subdirs:
+            path = os.path.join(prefix, sub)
+            if path not in sys.path and os.path.isdir(path):
+                sys.path.append(path)
+    import _sitebuiltins
+    eof = "Ctrl-D (i.e. EOF)"
+    builtins.quit = _sitebuiltins.Quitter("quit", eof)
+    builtins.exit = _sitebuiltins.Quitter("exit", eof)
+    builtins.copyright = _sitebuiltins._Printer("copyright", sys.copyright)
+    builtins.credits = _sitebuiltins._Printer("credits", """\
+    Thanks to CWI, CNRI, BeOpen.com, Zope Corporation and a cast of thousands
+    for supporting Python development.  See www.python.org for more information.""")
+    here = os.path.dirname(os.__file__)
+    builtins.license = _sitebuiltins._Printer(
+        "license", "See https://www.python.org/psf/license/",
+        ["LICENSE.txt", "LICENSE"], [os.path.join(here, os.pardir), here, os.curdir])
+    builtins.help = _sitebuiltins._Helper()
+
+
 def _error(message):
     return {"type": "Error", "value": message}
 
@@ -755,8 +1034,12 @@ def serve(session, transport):
     exit()/RUNANDKILL/KILL."""
     session.transport = transport
     while True:
-        if not session.warm and session.count and not transport.pending():
-            session.warm_up()
+        # Keep no packet or reply while idle: each may hold MiBs.
+        line = pkt = code = reply = None
+        if session.idle_due and not transport.pending():
+            session.idle()
+        if session.trim_at is not None and not transport.pending(session.trim_at - perf_counter()):
+            session.trim()
         try:
             line = transport.readline()
         except Oversized:
@@ -842,7 +1125,7 @@ def _usage(msg):
 
 
 def main(argv):
-    global _Expression, _Expr
+    global _Expression, _Expr, _strcspn
     mode, addr = None, None
     args = list(argv)
     while args:
@@ -853,6 +1136,8 @@ def main(argv):
             mode, addr = a[2:], args.pop(0)
         elif a.startswith("--listen=") or a.startswith("--connect="):
             mode, _, addr = a[2:].partition("=")
+        elif a == "-":                    # kernels.toml's bootstrap: source read from stdin
+            pass
         else:
             _usage("unknown argument %r" % a)
     if addr is not None:
@@ -864,10 +1149,8 @@ def main(argv):
     import _ast
     _Expression = _ast.Expression
     _Expr = _ast.Expr
-    if not hasattr(builtins, "exit"):     # started with -S: no site.Quitter
-        def exit(code=None):
-            raise SystemExit(code)
-        builtins.exit = builtins.quit = exit
+    if sys.flags.no_site:
+        _without_site()
 
     proto_fd = None
     if mode is None:
@@ -888,6 +1171,8 @@ def main(argv):
 
     _ensure_std_fds()
     _signal.signal(SIGINT, _sigint_idle)
+    _tune_malloc()
+    _strcspn = _libc("strcspn")
     session = Session()
 
     # Hide the server from the user's code.
@@ -904,6 +1189,7 @@ def main(argv):
                 os.close(t.fd)
             except OSError:
                 pass
+        session.capture.close_in_child()
     os.register_at_fork(after_in_child=close_in_child)
 
     if mode is None:

@@ -3,11 +3,15 @@
     /usr/bin/python3 servers/tests/bench.py [python|ruby ...]
 
 For each server, started as the supervisor starts it (socket on an inherited
-fd, $EVALER_FD):
+fd, $EVALER_FD; Python both with the development command line and with the
+kernels.toml one, source on stdin):
   * start -> first RESULT: spawn the process with a RUN "1+1" already queued
     on its socket, until the RESULT arrives (median and min of N runs);
   * round trip: RUN "1+1" -> RESULT on a warm session, p50/p90/p99; PING too;
-  * idle RSS: VmRSS from /proc/PID/status after start and after the warm-up.
+    a cell printing 1 MiB;
+  * idle memory: RSS and PSS from /proc/PID/smaps_rollup after the first
+    cell (0.5 s later, as evaler's bench_sessions measures) and after the
+    warm-up.
 """
 
 import json
@@ -19,17 +23,18 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_servers import PY_CMD, RB_CMD, RUBY  # noqa: E402
+from test_servers import PY_CMD, PY_KERNEL_CMD, PY_SOURCE, RB_CMD, RUBY  # noqa: E402
 
 STARTS = 20
 ROUNDS = 3000
 
 
-def spawn(cmd):
+def spawn(cmd, stdin=None):
     parent, child = socket.socketpair()
     env = dict(os.environ, EVALER_FD=str(child.fileno()))
-    proc = subprocess.Popen(cmd, env=env, pass_fds=(child.fileno(),),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    with open(stdin or os.devnull, "rb") as f:
+        proc = subprocess.Popen(cmd, env=env, pass_fds=(child.fileno(),),
+                                stdin=f, stdout=subprocess.DEVNULL)
     child.close()
     return proc, parent
 
@@ -42,12 +47,15 @@ def rpc(sock, f, payload):
     return json.loads(line)
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
+def mem_mib(pid):
+    """(RSS, PSS) in MiB."""
+    out = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return -1
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                out[key] = int(rest.split()[0]) / 1024
+    return out.get("Rss", -1), out.get("Pss", -1)
 
 
 def pct(xs, p):
@@ -55,13 +63,13 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
-def bench(name, cmd):
+def bench(name, cmd, stdin=None):
     run = (json.dumps({"type": "RUN", "code": "1+1"}) + "\n").encode()
     ping = b'{"type":"PING"}\n'
     starts = []
     for _ in range(STARTS):
         t0 = time.perf_counter()
-        proc, sock = spawn(cmd)
+        proc, sock = spawn(cmd, stdin)
         f = sock.makefile("rb")
         r = rpc(sock, f, run)
         starts.append(time.perf_counter() - t0)
@@ -70,10 +78,11 @@ def bench(name, cmd):
         proc.wait()
         sock.close()
 
-    proc, sock = spawn(cmd)
+    proc, sock = spawn(cmd, stdin)
     f = sock.makefile("rb")
-    rpc(sock, f, ping)
-    rss_start = rss_kib(proc.pid)
+    rpc(sock, f, run)
+    time.sleep(0.5)
+    mem_start = mem_mib(proc.pid)
     for _ in range(200):
         rpc(sock, f, run)
     rts = []
@@ -86,7 +95,16 @@ def bench(name, cmd):
         t0 = time.perf_counter()
         rpc(sock, f, ping)
         pings.append(time.perf_counter() - t0)
-    rss_idle = rss_kib(proc.pid)
+    mem_idle = mem_mib(proc.pid)
+    mib = None
+    if MIB_CELL.get(name):
+        big = (json.dumps({"type": "RUN", "code": MIB_CELL[name]}) + "\n").encode()
+        mib = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            r = rpc(sock, f, big)
+            mib.append(time.perf_counter() - t0)
+            assert len(r["stdout"]) == 1 << 20, r.keys()
     proc.kill()
     proc.wait()
     sock.close()
@@ -98,14 +116,23 @@ def bench(name, cmd):
     print("  RUN 1+1 round trip:    p50 %.3f ms, p90 %.3f ms, p99 %.3f ms (%d runs)"
           % (pct(rts, .5) * ms, pct(rts, .9) * ms, pct(rts, .99) * ms, ROUNDS))
     print("  PING round trip:       p50 %.3f ms" % (pct(pings, .5) * ms))
-    print("  VmRSS: %.1f MiB after start, %.1f MiB idle after %d cells"
-          % (rss_start / 1024, rss_idle / 1024, ROUNDS + 200))
+    if mib:
+        print("  cell printing 1 MiB:   p50 %.2f ms, p90 %.2f ms (client included: json.loads of the reply)"
+              % (pct(mib, .5) * ms, pct(mib, .9) * ms))
+    print("  RSS/PSS: %.1f/%.1f MiB after the first cell, %.1f/%.1f MiB after %d cells"
+          % (mem_start + mem_idle + (ROUNDS + 201,)))
+
+
+MIB_CELL = {"python": "print('x' * (1 << 20), end='')", "python (kernels.toml)": "print('x' * (1 << 20), end='')",
+            "ruby": "print 'x' * (1 << 20)\nnil"}
 
 
 def main(argv):
     which = argv or ["python", "ruby"]
     if "python" in which:
         bench("python", PY_CMD)
+        if PY_KERNEL_CMD:
+            bench("python (kernels.toml)", PY_KERNEL_CMD, PY_SOURCE)
     if "ruby" in which:
         if RUBY:
             bench("ruby", RB_CMD)

@@ -12,6 +12,10 @@ PATH); the Ruby tests are skipped when no ruby is found, unless
 $EVALER_TEST_REQUIRE_RUBY is set (then that is an error).
 $EVALER_TEST_PYTHON_ARGS / $EVALER_TEST_RUBY_ARGS replace the interpreter
 flags (default "-I -X utf8" and "--disable-gems").
+
+The Python tests run twice: with server.py as a script file (the development
+command line above), and with the python kernel's command from kernels.toml
+(-S, the -c loader, the source on stdin), as `evaler kernel` runs it.
 """
 
 import json
@@ -25,6 +29,11 @@ import tempfile
 import time
 import unittest
 
+try:
+    import tomllib
+except ImportError:                     # Python < 3.11
+    tomllib = None
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = os.path.dirname(HERE)
 PYTHON = os.environ.get("EVALER_TEST_PYTHON", "/usr/bin/python3")
@@ -32,8 +41,24 @@ RUBY = os.environ.get("EVALER_TEST_RUBY") or shutil.which("ruby")
 
 PY_ARGS = shlex.split(os.environ.get("EVALER_TEST_PYTHON_ARGS", "-I -X utf8"))
 RB_ARGS = shlex.split(os.environ.get("EVALER_TEST_RUBY_ARGS", "--disable-gems"))
-PY_CMD = [PYTHON] + PY_ARGS + [os.path.join(SERVERS, "python", "server.py")]
+PY_SOURCE = os.path.join(SERVERS, "python", "server.py")
+PY_CMD = [PYTHON] + PY_ARGS + [PY_SOURCE]
 RB_CMD = [RUBY or "ruby"] + RB_ARGS + [os.path.join(SERVERS, "ruby", "server.rb")]
+
+
+def kernel_command(name):
+    """The kernel's command from kernels.toml, "{server}" as evaler passes it
+    (the source comes on stdin).  None without tomllib."""
+    if tomllib is None:
+        return None
+    with open(os.path.join(os.path.dirname(SERVERS), "kernels.toml"), "rb") as f:
+        cmd = tomllib.load(f)["kernels"][name]["command"]
+    return ["-" if a == "{server}" else a for a in cmd]
+
+
+PY_KERNEL_CMD = kernel_command("python")
+if PY_KERNEL_CMD and os.environ.get("EVALER_TEST_PYTHON"):
+    PY_KERNEL_CMD[0] = PYTHON
 
 TIMEOUT = 10.0
 MAX_LINE = 64 << 20
@@ -93,9 +118,10 @@ class Conn:
 class Server:
     """A server process in --listen mode."""
 
-    def __init__(self, cmd, env=None):
-        self.proc = subprocess.Popen(cmd + ["--listen", "127.0.0.1:0"], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    def __init__(self, cmd, env=None, stdin=None):
+        with open(stdin or os.devnull, "rb") as f:
+            self.proc = subprocess.Popen(cmd + ["--listen", "127.0.0.1:0"], stdin=f,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         line = self.proc.stdout.readline().decode()
         if not line.startswith("LISTENING "):
             self.proc.kill()
@@ -133,12 +159,13 @@ class ServerTests:
     """Tests shared by both servers; subclasses give the command and snippets."""
 
     CMD = None
+    STDIN = None    # file given as the server's stdin (its source, for "-")
     S = {}          # snippet name -> code
     SERVER_FILE = None
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(cls.CMD)
+        cls.server = Server(cls.CMD, stdin=cls.STDIN)
         cls.conn = cls.server.connect()
 
     @classmethod
@@ -158,7 +185,7 @@ class ServerTests:
         return r
 
     def fresh(self):
-        srv = Server(self.CMD)
+        srv = Server(self.CMD, stdin=self.STDIN)
         self.addCleanup(srv.stop)
         conn = srv.connect()
         self.addCleanup(conn.close)
@@ -414,16 +441,18 @@ class ServerTests:
         parent, child = socket.socketpair()
         self.addCleanup(parent.close)
         env = dict(os.environ)
+        stdin = open(self.STDIN or os.devnull, "rb")
+        self.addCleanup(stdin.close)
         if fd_number is None:                 # the default: fd 3, no EVALER_FD
             env.pop("EVALER_FD", None)
             cfd = child.fileno()
             proc = subprocess.Popen(self.CMD, env=env, pass_fds=(3,),
                                     preexec_fn=lambda: os.dup2(cfd, 3),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                                    stdin=stdin, stdout=subprocess.DEVNULL)
         else:
             env["EVALER_FD"] = str(child.fileno())
             proc = subprocess.Popen(self.CMD, env=env, pass_fds=(child.fileno(),),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                                    stdin=stdin, stdout=subprocess.DEVNULL)
         child.close()
         self.addCleanup(lambda: (proc.poll() is None and proc.kill(), proc.wait()))
         conn = Conn(parent)
@@ -511,6 +540,143 @@ class PythonServerTests(ServerTests, unittest.TestCase):
         r = self.run_ok("import __main__, pickle\nclass P: pass\n"
                         "(__main__.__dict__ is globals(), type(pickle.loads(pickle.dumps(P()))).__name__)")
         self.assertEqual(r["value"], "(True, 'P')")
+
+    # ---- large and unusual output (fast paths of the capture and the JSON encoder)
+
+    def test_large_output_exact(self):
+        # More than a pipe holds, from print, os.write and a child process,
+        # with every character the JSON encoder must escape (or must not),
+        # multi-byte UTF-8 split across reads, and invalid UTF-8.
+        r = self.run_ok("import os, subprocess, sys\n"
+                        "chunk = ''.join(map(chr, range(1, 128))) + '\\u00e9\\u20ac\\U0001f600\\u2028\\ufeff'\n"
+                        "print(chunk * 9000, end='')\n"
+                        "os.write(1, b'\\x00raw\\xff\\xfe\\xe2\\x82' * 50000)\n"
+                        "subprocess.run(['head', '-c', '300000', '/dev/zero'])\n"
+                        "sys.stdout.write('end')\nNone")
+        chunk = "".join(map(chr, range(1, 128))) + "\u00e9\u20ac\U0001f600\u2028\ufeff"
+        expected = ((chunk * 9000).encode() + b"\x00raw\xff\xfe\xe2\x82" * 50000
+                    + b"\x00" * 300000 + b"end").decode("utf-8", "replace")
+        self.assertEqual(r["stdout"], expected)
+        self.assertEqual(r["stderr"], "")
+        self.assertNotIn("truncated", r)
+
+    def test_small_output_every_byte(self):
+        r = self.run_ok("import os\nos.write(1, bytes(range(256)))\nos.write(2, b'\\x1b[31mred\\x1b[0m\\\\\"')\nNone")
+        self.assertEqual(r["stdout"], bytes(range(256)).decode("utf-8", "replace"))
+        self.assertEqual(r["stderr"], "\x1b[31mred\x1b[0m\\\"")
+
+    def test_stderr_larger_than_a_pipe(self):
+        r = self.run_ok("import sys\nsys.stderr.write('e' * (3 << 20))\nprint('out')")
+        self.assertEqual(r["stderr"], "e" * (3 << 20))
+        self.assertEqual(r["stdout"], "out\n")
+
+    def test_child_process_flood_capped(self):
+        r = self.run_ok("import subprocess\n"
+                        "subprocess.run('head -c 20000000 /dev/zero | tr \"\\\\0\" x; echo tail >&2', shell=True)\n"
+                        "None")
+        self.assertTrue(r.get("truncated"))
+        self.assertEqual(r["stdout"], "x" * CAP)
+        self.assertEqual(r["stderr"], "tail\n")
+        r = self.run_ok("print('next')")
+        self.assertEqual(r["stdout"], "next\n")
+        self.assertNotIn("truncated", r)
+
+    def test_background_output_larger_than_a_pipe(self):
+        # Written after its cell ended, by a process holding that cell's pipe:
+        # it is drained (the writer never blocks) and opens the next RESULT.
+        marker = os.path.join(self.tmp, "done")
+        r = self.run_ok("import subprocess\n"
+                        "subprocess.Popen('sleep 0.2; head -c 3000000 /dev/zero | tr \"\\\\0\" y; touch %s',"
+                        " shell=True)\nprint('started')" % marker)
+        self.assertEqual(r["stdout"], "started\n")
+        wait_for_file(marker)
+        r = self.run_ok("print('next')")
+        self.assertEqual(r["stdout"], "y" * 3000000 + "next\n")
+
+    def test_background_flood_does_not_hang(self):
+        # `yes` keeps its pipe full: reading it must not hold up the cell's
+        # end (DRAIN_GRACE) or the next cells.
+        t0 = time.monotonic()
+        r = self.run_ok("import subprocess\np = subprocess.Popen(['yes'])\nNone")
+        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertTrue(r["stdout"].startswith("y\ny\n"), r["stdout"][:20])
+        t0 = time.monotonic()
+        r = self.run_ok("p.kill()\np.wait()\nprint('killed')")
+        self.assertLess(time.monotonic() - t0, 2.0)
+        # what it wrote between the cells opens the RESULT, up to the cap
+        self.assertTrue(r["stdout"].endswith("y\nkilled\n") or r.get("truncated"), r["stdout"][-20:])
+        r = self.run_ok("print('clean')")
+        self.assertEqual(r["stdout"], "clean\n")
+
+    def test_print_loop(self):
+        r = self.run_ok("for i in range(30000):\n    print('line', i)\n"
+                        "    if i % 1000 == 0: print('err', i, file=__import__('sys').stderr)")
+        self.assertEqual(r["stdout"], "".join("line %d\n" % i for i in range(30000)))
+        self.assertEqual(r["stderr"], "".join("err %d\n" % i for i in range(0, 30000, 1000)))
+
+    # ---- linecache, site
+
+    def test_sources_reach_linecache_imported_mid_cell(self):
+        # The server imports linecache only when something needs it; whatever
+        # imports it first (here traceback and inspect, within a cell) still
+        # sees the sources of that cell and earlier ones.  (Python 3.13 imports
+        # linecache at start-up for -c.)
+        srv, conn = self.fresh()
+        r = conn.run("import sys\ndef f():\n    return 1 / 0\n"
+                     "'linecache' not in sys.modules or sys.version_info >= (3, 13)")
+        self.assertEqual(r["value"], "True", r)
+        r = conn.run("import traceback, inspect\ntry:\n    f()\nexcept ZeroDivisionError:\n"
+                     "    traceback.print_exc()\ninspect.getsource(f)")
+        self.assertEqual(r["status"], "ok", r)
+        self.assertIn("    f()\n", r["stderr"])
+        self.assertIn("    return 1 / 0\n", r["stderr"])
+        self.assertEqual(r["value"], repr("def f():\n    return 1 / 0\n"))
+        r = conn.run("import warnings\nwarnings.warn('careful')")
+        self.assertIn("UserWarning: careful\n  warnings.warn('careful')\n", r["stderr"])
+
+    def test_site_packages_and_builtins(self):
+        # Under -S (kernels.toml) the server puts the site-packages directories
+        # on sys.path itself and defines what site adds to builtins.
+        ref = subprocess.run([PYTHON, "-I", "-c",
+                              "import json, os, site\n"
+                              "print(json.dumps([d for d in site.getsitepackages() if os.path.isdir(d)]))"],
+                             stdout=subprocess.PIPE, check=True)
+        site_dirs = json.loads(ref.stdout)
+        r = self.run_ok("import sys\nimport json\njson.dumps(sys.path)")
+        path = json.loads(eval(r["value"]))
+        self.assertEqual([p for p in path if p in site_dirs], site_dirs)
+        r = self.run_ok("[repr(exit), repr(quit), repr(copyright)[:9], repr(credits)[:10],"
+                        " repr(license)[:10], repr(help)[:10]]")
+        self.assertEqual(eval(r["value"]), ["Use exit() or Ctrl-D (i.e. EOF) to exit",
+                                            "Use quit() or Ctrl-D (i.e. EOF) to exit",
+                                            "Copyright", "    Thanks", "Type licen", "Type help("])
+        # A third-party package installed there imports (when there is one).
+        for d in site_dirs:
+            for name in sorted(os.listdir(d)):
+                if (name.isidentifier() and not name.startswith("_")
+                        and os.path.isfile(os.path.join(d, name, "__init__.py"))
+                        and subprocess.run([PYTHON, "-I", "-c", "import " + name],
+                                           stderr=subprocess.DEVNULL).returncode == 0):
+                    r = self.run_ok("import %s\n%s.__file__" % (name, name))
+                    self.assertTrue(eval(r["value"]).startswith(d), r)
+                    return
+
+
+@unittest.skipIf(PY_KERNEL_CMD is None, "no tomllib (Python < 3.11) to read kernels.toml")
+class PythonKernelCommandTests(PythonServerTests):
+    """All the Python tests again, with the server started by the python
+    kernel's command line in kernels.toml, its source on stdin."""
+    CMD = PY_KERNEL_CMD
+    STDIN = PY_SOURCE
+    SERVER_FILE = "<evaler-server>"
+
+    def test_command_is_the_lean_one(self):
+        # -S and compiling the source with compile(): see the README.  If the
+        # command changes, the memory figures there need measuring again.
+        self.assertIn("-S", self.CMD)
+        srv, conn = self.fresh()
+        r = conn.run("import sys\n[m for m in ('site', 'tokenize', 'ctypes') if m in sys.modules]")
+        self.assertEqual(r["value"], "[]", r)
 
 
 if not RUBY and os.environ.get("EVALER_TEST_REQUIRE_RUBY"):

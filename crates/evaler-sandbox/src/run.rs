@@ -298,6 +298,16 @@ impl<'a> Running<'a> {
                 10,
             );
         }
+        // A program can write past the cap into the pipe and exit before the
+        // loop above saw it: that is an output limit all the same (its exit
+        // status stays what it was).
+        if cut.is_none() {
+            if out.over {
+                cut = Some(Cut::Output("stdout"));
+            } else if err.over {
+                cut = Some(Cut::Output("stderr"));
+            }
+        }
         // How the program ended, and the CPU the keeper spent on the run
         // (charged to the cgroup, not the program's).
         let (status, overhead, init_status) = match &s.origin {

@@ -244,6 +244,33 @@ fn output_floods_are_ole() {
     }
 }
 
+/// Output past the cap that fits in the pipe lets the program exit before
+/// the supervisor kills it: still OLE, with its comment, and the exit status
+/// it really had. Root: needs the sandbox.
+#[test]
+fn a_small_overflow_that_exits_first_is_still_ole() {
+    let mut b = open();
+    for (script, stream) in [
+        ("head -c 200000 /dev/zero", "stdout"),
+        ("head -c 200000 /dev/zero >&2", "stderr"),
+    ] {
+        let mut spec = sh(script);
+        spec.limits.output_kib = Some(64);
+        let o = run(&mut b, spec);
+        assert_eq!(o.verdict, Verdict::OutputLimit, "{script}: {o:?}");
+        assert!(
+            o.comment
+                .starts_with(&format!("Output limit exceeded ({stream}")),
+            "{script}: {}",
+            o.comment
+        );
+        assert!(
+            o.exit_code == Some(0) || o.signal == Some(libc::SIGKILL),
+            "{script}: {o:?}"
+        );
+    }
+}
+
 #[test]
 fn filling_tmp_and_box_stops_at_their_size() {
     let mut b = open();

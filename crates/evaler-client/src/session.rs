@@ -458,6 +458,7 @@ async fn spawn_kernel(
         last_activity: Instant::now(),
         dead: None,
         tail,
+        shrink_at: None,
     };
     let task = tokio::spawn(actor.run());
     Ok(Inner {
@@ -497,7 +498,18 @@ struct Actor {
     last_activity: Instant,
     dead: Option<String>,
     tail: Arc<StderrTail>,
+    /// After a big packet: when to give the connection buffers' memory
+    /// back, if no RUN is pending by then (see [`SHRINK_AFTER`]).
+    shrink_at: Option<Instant>,
 }
+
+/// Connection buffers above this capacity are worth giving back.
+const BIG_BUFFER: usize = 64 * 1024;
+
+/// How long a session must be idle after a big packet before its buffers
+/// shrink: back-to-back big cells reuse theirs, an idle session holds no
+/// megabytes for a RESULT long gone.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
 
 enum Ev {
     Cmd(Option<Cmd>),
@@ -551,7 +563,32 @@ impl Actor {
                 add(start + to + self.opts.timeout_slack);
             }
         }
+        if let Some(at) = self.shrink_at {
+            add(at);
+        }
         t
+    }
+
+    /// Schedules or does the shrinking of the connection buffers (see
+    /// [`SHRINK_AFTER`]).
+    fn shrink_buffers(&mut self, now: Instant) {
+        let Some(f) = &mut self.framed else {
+            self.shrink_at = None;
+            return;
+        };
+        let big =
+            f.read_buffer().capacity() > BIG_BUFFER || f.write_buffer().capacity() > BIG_BUFFER;
+        match self.shrink_at {
+            _ if !big => self.shrink_at = None,
+            None => self.shrink_at = Some(now + SHRINK_AFTER),
+            Some(at) if now < at => {}
+            Some(_) if !self.runs.is_empty() => self.shrink_at = Some(now + SHRINK_AFTER),
+            Some(_) => {
+                evaler_proto::shrink_buffer(f.read_buffer_mut(), BIG_BUFFER);
+                evaler_proto::shrink_buffer(f.write_buffer_mut(), BIG_BUFFER);
+                self.shrink_at = None;
+            }
+        }
     }
 
     async fn run(mut self) {
@@ -593,6 +630,9 @@ impl Actor {
                 Ev::Packet(p) => {
                     let before = self.runs.len();
                     self.on_packet(p).await;
+                    if self.shrink_at.is_none() {
+                        self.shrink_buffers(Instant::now());
+                    }
                     if self.runs.len() < before {
                         run_started = (!self.runs.is_empty()).then(Instant::now);
                     }
@@ -785,6 +825,9 @@ impl Actor {
 
     async fn on_timer(&mut self, run_started: Option<Instant>) {
         let now = Instant::now();
+        if self.shrink_at.is_some_and(|at| now >= at) {
+            self.shrink_buffers(now);
+        }
         if let Some(p) = self.pings.front() {
             if now >= p.sent + self.opts.ping_timeout {
                 let why = format!("no answer to PING within {:?}", self.opts.ping_timeout);

@@ -73,10 +73,7 @@ impl<R: BufRead, In: Packet> PacketReader<R, In> {
                     .map_err(StreamError::Decode)?;
                 return Ok(line.map(|line| decode(&line)));
             }
-            let take = chunk
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(chunk.len(), |i| i + 1);
+            let take = memchr::memchr(b'\n', chunk).map_or(chunk.len(), |i| i + 1);
             self.buf
                 .extend_from_slice(chunk.get(..take).unwrap_or(chunk));
             self.inner.consume(take);

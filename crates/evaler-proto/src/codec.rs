@@ -117,3 +117,86 @@ impl<In, Out: Packet> Encoder<&Out> for PacketCodec<In, Out> {
         Ok(encode_line_into(item, dst, self.framer.limit())?)
     }
 }
+
+/// Reads lines without decoding them and writes `Out` packets: the codec of
+/// a relay, which decodes each line itself (with
+/// [`SessionReplyRef::decode`](crate::SessionReplyRef::decode)) and may pass
+/// a line on as it came.
+///
+/// Lines follow exactly the framing rules of [`PacketCodec`] (a trailing
+/// `\r` removed, blank lines skipped, the size limit), and the items are
+/// the same: `Ok(line)` for each line (without its terminator), and
+/// [`StreamError`] for what ends the connection.
+pub struct LineCodec<Out> {
+    framer: LineFramer,
+    _packets: PhantomData<fn(Out)>,
+}
+
+impl<Out> LineCodec<Out> {
+    /// A codec refusing lines (in both directions) longer than `max_packet`
+    /// bytes, not counting the `\n`.
+    pub fn with_max_packet(max_packet: usize) -> Self {
+        LineCodec {
+            framer: LineFramer::new(max_packet),
+            _packets: PhantomData,
+        }
+    }
+
+    /// The size limit in bytes.
+    pub fn max_packet(&self) -> usize {
+        self.framer.limit()
+    }
+}
+
+impl<Out> fmt::Debug for LineCodec<Out> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LineCodec")
+            .field("framer", &self.framer)
+            .finish()
+    }
+}
+
+impl<Out> Decoder for LineCodec<Out> {
+    type Item = BytesMut;
+    type Error = StreamError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, StreamError> {
+        self.framer.next_line(src).map_err(StreamError::Decode)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, StreamError> {
+        self.framer.last_line(src).map_err(StreamError::Decode)
+    }
+}
+
+impl<Out: Packet> Encoder<Out> for LineCodec<Out> {
+    type Error = StreamError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), StreamError> {
+        Ok(encode_line_into(&item, dst, self.framer.limit())?)
+    }
+}
+
+impl<Out: Packet> Encoder<&Out> for LineCodec<Out> {
+    type Error = StreamError;
+
+    fn encode(&mut self, item: &Out, dst: &mut BytesMut) -> Result<(), StreamError> {
+        Ok(encode_line_into(item, dst, self.framer.limit())?)
+    }
+}
+
+/// Gives a connection buffer's memory back once it is idle.
+///
+/// A packet of megabytes leaves the read buffer of a `Framed` (or a
+/// writer's buffer) that large for as long as the connection lives, and
+/// it is the bulk of an idle session's memory. When `buf` holds at most
+/// `keep` bytes of capacity it is left alone; otherwise its contents (a
+/// partial next line, usually nothing) move to a right-sized buffer and the
+/// big one is freed (once no split-off line still shares it).
+pub fn shrink_buffer(buf: &mut BytesMut, keep: usize) {
+    if buf.capacity() > keep && buf.len() <= keep / 2 {
+        let mut small = BytesMut::with_capacity(keep.min(8 * 1024).max(buf.len()));
+        small.extend_from_slice(buf);
+        *buf = small;
+    }
+}

@@ -45,13 +45,14 @@ impl LineFramer {
             let start = self.scanned.min(buf.len());
             let newline = buf
                 .get(start..)
-                .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+                .and_then(|rest| memchr::memchr(b'\n', rest))
                 .map(|i| start + i);
             let Some(newline) = newline else {
                 return self.incomplete(buf);
             };
             let mut line = buf.split_to(newline + 1);
             self.scanned = 0;
+            fresh_buffer_after(buf, newline);
             if self.discarding {
                 // The tail of a line already reported as too large.
                 self.discarding = false;
@@ -101,6 +102,26 @@ impl LineFramer {
         }
         self.scanned = buf.len();
         Ok(None)
+    }
+}
+
+/// Lines above this size get the buffer after them replaced.
+const BIG_LINE: usize = 64 * 1024;
+
+/// After a big line is split off, gives `buf` an allocation of its own,
+/// sized for a line like that one.
+///
+/// Otherwise the rest of the old allocation (which the split-off line still
+/// shares) is what the next big line is read into; when that line reaches
+/// the end, `BytesMut` makes room by moving everything read so far to the
+/// front: a copy of up to a megabyte per packet, the biggest cost of a relay
+/// after parsing. Only the few bytes already read of the next line, if any,
+/// are copied here.
+fn fresh_buffer_after(buf: &mut BytesMut, line: usize) {
+    if line > BIG_LINE && buf.len() <= BIG_LINE {
+        let mut fresh = BytesMut::with_capacity(line.saturating_add(1).max(buf.len()));
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
     }
 }
 

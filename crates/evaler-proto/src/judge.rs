@@ -6,9 +6,13 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::decode::{unknown_type, Fields};
-use crate::encode::{finite, opt_finite};
-use crate::packet::{deserialize_packet, sealed::FromObject, ErrorPacket, Packet, Protocol};
-use crate::{DecodeError, DecodeErrorKind, ValidationError, Verdict};
+use crate::encode::{finite, opt_finite, Obj, Sink};
+use crate::packet::{
+    deserialize_packet,
+    sealed::{FromObject, ToJson},
+    ErrorPacket, Packet, Protocol,
+};
+use crate::{DecodeError, DecodeErrorKind, EncodeError, ValidationError, Verdict};
 
 /// `Test.filename` value meaning "feed the input on stdin".
 pub const STDIN_FILENAME: &str = "input";
@@ -341,6 +345,41 @@ impl FromObject for JudgeRequest {
     }
 }
 
+impl ToJson for JudgeRequest {
+    fn write_json<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<(), EncodeError> {
+        let mut obj = Obj::new(sink, self.type_name());
+        match self {
+            JudgeRequest::Compile(c) => obj
+                .str("code", &c.code)
+                .str("lang", &c.lang)
+                .int("id", c.id),
+            JudgeRequest::Test(t) => obj
+                .int("id", t.id)
+                .int("tid", t.tid)
+                .str("input", &t.input)
+                .str("filename", &t.filename)
+                .float("timelimit", t.timelimit)?
+                .int("memorylimit", t.memorylimit)
+                .int("stacklimit", t.stacklimit)
+                .opt_float("walltimelimit", t.walltimelimit)?,
+            JudgeRequest::SRemove(r) => obj.int("id", r.id),
+            JudgeRequest::Assign(a) => obj.int("count", a.count),
+            JudgeRequest::QLen(q) => obj.int("length", q.length),
+            JudgeRequest::Auth(a) => obj.str("token", &a.token),
+        }
+        .end()
+    }
+
+    fn size_hint(&self) -> usize {
+        128 + match self {
+            JudgeRequest::Compile(c) => c.code.len() + c.lang.len(),
+            JudgeRequest::Test(t) => t.input.len() + t.filename.len(),
+            JudgeRequest::Auth(a) => a.token.len(),
+            _ => 0,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for JudgeRequest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserialize_packet(deserializer)
@@ -367,6 +406,40 @@ impl FromObject for JudgeReply {
             "TResponse" => TResponse::read(f.packet("TResponse")).map(JudgeReply::TResponse),
             "Error" => ErrorPacket::read(f.packet("Error")).map(JudgeReply::Error),
             other => Err(unknown_type::<Self>(other)),
+        }
+    }
+}
+
+impl ToJson for JudgeReply {
+    fn write_json<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<(), EncodeError> {
+        match self {
+            JudgeReply::CResponse(c) => Obj::new(sink, "CResponse")
+                .int("id", c.id)
+                .str("output", &c.output)
+                .bool("success", c.success)
+                .str("other", &c.other)
+                .opt_float("time", c.time)?
+                .end(),
+            JudgeReply::TResponse(t) => Obj::new(sink, "TResponse")
+                .int("tid", t.tid)
+                .str("output", &t.output)
+                .float("time", t.time)?
+                .int("memory", t.memory)
+                .int("status", t.status)
+                .str("comments", &t.comments)
+                .opt_str("verdict", t.verdict.map(Verdict::as_str))
+                .opt_float("walltime", t.walltime)?
+                .opt_int("id", t.id)
+                .end(),
+            JudgeReply::Error(e) => e.write(sink),
+        }
+    }
+
+    fn size_hint(&self) -> usize {
+        128 + match self {
+            JudgeReply::CResponse(c) => c.output.len() + c.other.len(),
+            JudgeReply::TResponse(t) => t.output.len() + t.comments.len(),
+            JudgeReply::Error(e) => e.value.len(),
         }
     }
 }

@@ -12,6 +12,10 @@
 //!   the wire).
 //! - Transport: [`PacketCodec`] for tokio (`Framed`), [`PacketReader`] /
 //!   [`PacketWriter`] for blocking I/O; both share one line splitter.
+//! - Relays: [`LineCodec`] yields lines undecoded, [`SessionReplyRef`]
+//!   decodes one without copying its output and tells whether the line can
+//!   be passed on as it is; [`shrink_buffer`] gives an idle connection's
+//!   buffer memory back after a big packet.
 //! - Errors: [`DecodeError`] for one bad packet (the stream stays usable),
 //!   [`StreamError`] for what ends a connection, [`ValidationError`] for
 //!   semantically bad limits.
@@ -62,12 +66,16 @@ mod verdict;
 
 pub use blocking::{PacketReader, PacketWriter};
 pub use codec::{
-    JudgeClientCodec, JudgeServerCodec, PacketCodec, SessionClientCodec, SessionServerCodec,
+    shrink_buffer, JudgeClientCodec, JudgeServerCodec, LineCodec, PacketCodec, SessionClientCodec,
+    SessionServerCodec,
 };
 pub use decode::{decode, decode_value};
 pub use encode::encode_line;
 pub use error::{DecodeError, DecodeErrorKind, EncodeError, StreamError, ValidationError};
-pub use interactive::{ConnectionError, Run, RunResult, RunStatus, SessionReply, SessionRequest};
+pub use interactive::{
+    ConnectionError, Run, RunResult, RunResultRef, RunStatus, SessionReply, SessionReplyRef,
+    SessionRequest,
+};
 pub use judge::{
     Assign, Auth, CResponse, Compile, JudgeReply, JudgeRequest, QLen, SRemove, TResponse, Test,
     STDIN_FILENAME,
@@ -88,5 +96,17 @@ pub const DEFAULT_MAX_PACKET: usize = 64 * 1024 * 1024;
 /// Valid UTF-8 passes through unchanged; control characters are kept and
 /// escaped by the JSON encoder, so framing is never affected.
 pub fn output_to_string(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    // `from_utf8` checks a word at a time; the lossy conversion walks byte by
+    // byte, so it is kept for output that needs it.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// [`output_to_string`] without a copy when the output is valid UTF-8 (a
+/// megabyte of output is then checked and kept where it is).
+pub fn output_into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned())
 }

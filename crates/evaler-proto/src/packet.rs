@@ -6,7 +6,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::decode::Fields;
-use crate::DecodeErrorKind;
+use crate::encode::{Obj, Sink};
+use crate::{DecodeErrorKind, EncodeError};
 
 /// The two wire protocols. Only used to make error messages precise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,7 +41,7 @@ impl fmt::Display for Protocol {
 ///
 /// Sealed: the decoder relies on each implementation reporting typed field
 /// errors, which only this crate's packet enums do.
-pub trait Packet: Serialize + sealed::FromObject + Sized {
+pub trait Packet: Serialize + sealed::FromObject + sealed::ToJson + Sized {
     /// The protocol this direction belongs to.
     const PROTOCOL: Protocol;
     /// Every `"type"` spelling this direction's decoder accepts, including
@@ -59,6 +60,17 @@ pub(crate) mod sealed {
         /// `type_name` is the packet's `"type"`; `fields` holds the rest.
         /// Returns `UnknownType` for names outside `Packet::TYPES`.
         fn from_object(type_name: &str, fields: &mut Fields) -> Result<Self, DecodeErrorKind>;
+    }
+
+    /// Writes a packet as one compact JSON object (see `encode`): the same
+    /// bytes as serde_json's output of the `Serialize` impl.
+    pub trait ToJson {
+        fn write_json<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<(), EncodeError>;
+
+        /// About how many bytes the JSON takes, so that a buffer is sized
+        /// once rather than grown by doubling (copies, page faults) while a
+        /// megabyte of output is written.
+        fn size_hint(&self) -> usize;
     }
 }
 
@@ -95,6 +107,14 @@ impl ErrorPacket {
             id: f.opt_int("id")?,
             tid: f.opt_int("tid")?,
         })
+    }
+
+    pub(crate) fn write<S: Sink + ?Sized>(&self, sink: &mut S) -> Result<(), EncodeError> {
+        Obj::new(sink, "Error")
+            .str("value", &self.value)
+            .opt_int("id", self.id)
+            .opt_int("tid", self.tid)
+            .end()
     }
 }
 

@@ -354,6 +354,16 @@ fn output_to_string_replaces_invalid_utf8() {
     assert_eq!(output_to_string(b"a\xffb"), "a\u{fffd}b");
     assert_eq!(output_to_string(b"\xe2\x82"), "\u{fffd}");
     assert_eq!(output_to_string("é😀".as_bytes()), "é😀");
+    for bytes in [
+        &b"ok\n"[..],
+        b"a\xffb",
+        b"\xe2\x82",
+        "é😀".as_bytes(),
+        b"\xf0\x9f\x98",
+    ] {
+        assert_eq!(output_into_string(bytes.to_vec()), output_to_string(bytes));
+        assert_eq!(output_to_string(bytes), String::from_utf8_lossy(bytes));
+    }
 }
 
 #[test]

@@ -20,21 +20,30 @@
 //! - RUNs that arrive while a cell runs wait in a FIFO queue.
 //!
 //! Replies from the server are decoded and checked before they are passed
-//! on; anything malformed, unexpected or oversized counts as a crash. See
-//! `docs/PROTOCOL.md`, "Session semantics", for the full contract.
+//! on; anything malformed, unexpected or oversized counts as a crash. A
+//! `RESULT` is decoded without copying its output ([`SessionReplyRef`]) and,
+//! when there is nothing to change in it and the server wrote it exactly as
+//! evaler encodes packets, the server's line itself is sent on: a megabyte
+//! of output costs a parse and a compare, not a copy, a re-encoding and a
+//! second buffer. See `docs/PROTOCOL.md`, "Session semantics", for the full
+//! contract.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use evaler_proto::{
-    ConnectionError, DecodeError, Run, RunResult, RunStatus, SessionClientCodec, SessionReply,
-    SessionRequest, SessionServerCodec, StreamError, ValidationError, DEFAULT_MAX_PACKET,
+    shrink_buffer, ConnectionError, DecodeError, EncodeError, LineCodec, Run, RunResult,
+    RunResultRef, RunStatus, SessionReply, SessionReplyRef, SessionRequest, SessionServerCodec,
+    StreamError, ValidationError, DEFAULT_MAX_PACKET,
 };
 use evaler_sandbox::{Outcome, ProcessHandle, Sandbox, SandboxConfig};
 use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::oneshot;
 use tokio_util::codec::Framed;
@@ -145,6 +154,9 @@ pub fn run_kernel(
     }
     let sandbox = Sandbox::new(opts.sandbox.clone())?;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    for end in [&ours, &theirs] {
+        big_send_buffer(end);
+    }
     let params = LaunchParams {
         limits,
         evaler_exe: opts.evaler_exe.clone(),
@@ -198,7 +210,7 @@ pub fn run_kernel(
             next_gen: 0,
             server: Some(Framed::new(
                 server,
-                SessionClientCodec::with_max_packet(DEFAULT_MAX_PACKET),
+                LineCodec::with_max_packet(DEFAULT_MAX_PACKET),
             )),
             started: Some(launched.started),
             ended: Some(launched.ended),
@@ -212,6 +224,7 @@ pub fn run_kernel(
             server_eof_kill_at: None,
             start_failed: false,
             interrupt_by_packet,
+            shrink_at: None,
         };
         Ok::<i32, std::io::Error>(kernel.run().await)
     })?;
@@ -263,7 +276,7 @@ struct Dead {
 enum Event {
     StdinEof,
     Started(Option<Result<ProcessHandle, String>>),
-    Server(Option<Result<Result<SessionReply, DecodeError>, StreamError>>),
+    Server(Option<Result<BytesMut, StreamError>>),
     Ended(Option<Result<Outcome, String>>),
     Client(Option<Result<Result<SessionRequest, DecodeError>, StreamError>>),
     Timer,
@@ -277,7 +290,9 @@ struct Kernel {
     listener: TcpListener,
     client: Option<Client>,
     next_gen: u64,
-    server: Option<Framed<UnixStream, SessionClientCodec>>,
+    /// Lines from the server (decoded here, see [`Kernel::on_server_line`]),
+    /// requests to it.
+    server: Option<Framed<UnixStream, LineCodec<SessionRequest>>>,
     started: Option<oneshot::Receiver<Result<ProcessHandle, String>>>,
     ended: Option<oneshot::Receiver<Result<Outcome, String>>>,
     stdin_eof: Option<oneshot::Receiver<()>>,
@@ -291,6 +306,46 @@ struct Kernel {
     start_failed: bool,
     /// STDIO servers take INTERRUPT as a packet, native ones as SIGINT.
     interrupt_by_packet: bool,
+    /// After a big packet: when to give the connection buffers' memory
+    /// back, if the session is idle by then.
+    shrink_at: Option<Instant>,
+}
+
+/// Lets a packet of a megabyte or two go into the socket in one write:
+/// with the default buffer (about 200 KiB) a big RESULT crosses in many
+/// rounds, each a wake-up of the supervisor and of the server. Kernel memory
+/// is only used while bytes are in flight. Best effort: root may go past
+/// `net.core.wmem_max`, otherwise the kernel caps the size.
+fn big_send_buffer(sock: &std::os::unix::net::UnixStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    const SIZE: usize = 2 << 20;
+    if setsockopt(sock, sockopt::SndBufForce, &SIZE).is_err() {
+        let _ = setsockopt(sock, sockopt::SndBuf, &SIZE);
+    }
+}
+
+/// Connection buffers above this capacity are worth giving back.
+const BIG_BUFFER: usize = 64 * 1024;
+
+/// How long a session must be idle after a big packet before its buffers
+/// shrink: back-to-back big cells keep theirs (no regrowing, no page
+/// faults), an idle session holds no megabytes.
+const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
+/// Truncates to at most `max` bytes on a character boundary, without
+/// copying a borrowed string.
+fn cut_cow(s: &mut Cow<'_, str>, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    match s {
+        Cow::Borrowed(b) => *b = b.get(..cut).unwrap_or_default(),
+        Cow::Owned(o) => o.truncate(cut),
+    }
 }
 
 async fn recv_opt<T>(rx: &mut Option<oneshot::Receiver<T>>) -> Option<T> {
@@ -349,6 +404,9 @@ impl Kernel {
                 a = self.listener.accept(), if accepting => Event::Accept(a),
             };
             self.on(ev).await;
+            if self.shrink_at.is_none() && self.has_big_buffers() {
+                self.shrink_at = Some(Instant::now() + SHRINK_AFTER);
+            }
         }
         self.shutdown().await
     }
@@ -401,6 +459,9 @@ impl Kernel {
             add(d.since + self.opts.linger);
         }
         if let Some(at) = self.server_eof_kill_at {
+            add(at);
+        }
+        if let Some(at) = self.shrink_at {
             add(at);
         }
         t
@@ -461,10 +522,7 @@ impl Kernel {
         self.die(reason).await;
     }
 
-    async fn on_server(
-        &mut self,
-        p: Option<Result<Result<SessionReply, DecodeError>, StreamError>>,
-    ) {
+    async fn on_server(&mut self, p: Option<Result<BytesMut, StreamError>>) {
         match p {
             None | Some(Err(StreamError::Io(_))) => {
                 tracing::debug!("server closed its socket");
@@ -479,34 +537,56 @@ impl Kernel {
                 let reason = format!("the {} server broke the protocol: {e}", self.name);
                 self.crash(reason).await;
             }
-            Some(Ok(Err(e))) => {
+            Some(Ok(line)) => self.on_server_line(line).await,
+        }
+    }
+
+    /// One packet from the server, checked; a `RESULT` goes on to the
+    /// client as the server's own line when nothing in it changes.
+    async fn on_server_line(&mut self, mut line: BytesMut) {
+        let (reply, verbatim) = match SessionReplyRef::decode_verbatim(&line) {
+            Ok(decoded) => decoded,
+            Err(e) => {
                 let reason = format!("the {} server sent an invalid packet: {e}", self.name);
                 self.crash(reason).await;
+                return;
             }
-            Some(Ok(Ok(reply))) => match reply {
-                SessionReply::Result(r) => {
-                    if self.current.is_none() || self.dead.is_some() {
-                        let reason =
-                            format!("the {} server sent a RESULT nobody asked for", self.name);
-                        self.crash(reason).await;
-                    } else {
-                        self.finish_current(r).await;
-                    }
-                }
-                SessionReply::ConnectionError(ce) => {
-                    let reason = ce
-                        .value
-                        .unwrap_or_else(|| format!("the {} interpreter died", self.name));
-                    self.kill();
-                    self.die(reason).await;
-                }
-                SessionReply::ConnectionOk => {}
-                SessionReply::Error(e) => {
-                    let reason =
-                        format!("the {} server rejected a request: {}", self.name, e.value);
+        };
+        match reply {
+            SessionReplyRef::Result(mut r) => {
+                if self.current.is_none() || self.dead.is_some() {
+                    let reason = format!("the {} server sent a RESULT nobody asked for", self.name);
                     self.crash(reason).await;
+                    return;
                 }
-            },
+                let Some(cur) = self.current.take() else {
+                    return;
+                };
+                let changed = self.sanitize(&mut r, &cur);
+                let (status, exit_code) = (r.status, r.exit_code);
+                let reply = SessionReplyRef::Result(r);
+                let limit = self.opts.max_packet;
+                let out = if verbatim && !changed && line.len() <= limit {
+                    drop(reply);
+                    line.extend_from_slice(b"\n");
+                    Ok(line.freeze())
+                } else {
+                    reply.encode_line(limit).map(Bytes::from)
+                };
+                self.finish_current(cur, out, status, exit_code).await;
+            }
+            SessionReplyRef::ConnectionError(ce) => {
+                let reason = ce
+                    .value
+                    .unwrap_or_else(|| format!("the {} interpreter died", self.name));
+                self.kill();
+                self.die(reason).await;
+            }
+            SessionReplyRef::ConnectionOk => {}
+            SessionReplyRef::Error(e) => {
+                let reason = format!("the {} server rejected a request: {}", self.name, e.value);
+                self.crash(reason).await;
+            }
         }
     }
 
@@ -577,6 +657,32 @@ impl Kernel {
             return;
         };
         if let Err(e) = c.framed.send(reply).await {
+            tracing::debug!("cannot answer the client: {e}");
+            self.drop_client();
+        }
+    }
+
+    /// Sends an encoded packet (a line ending with `\n`), or drops the
+    /// client if it could not be encoded (as [`Kernel::reply`] does).
+    async fn reply_line(&mut self, gen: u64, line: Result<Bytes, EncodeError>) {
+        let Some(c) = self.client.as_mut().filter(|c| c.gen == gen) else {
+            return;
+        };
+        let sent = match line {
+            // Whatever the codec holds goes first (it holds nothing: every
+            // send flushes), then the line, straight to the socket.
+            Ok(line) => match SinkExt::<SessionReply>::flush(&mut c.framed).await {
+                Ok(()) => c
+                    .framed
+                    .get_mut()
+                    .write_all(&line)
+                    .await
+                    .map_err(StreamError::from),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(StreamError::Encode(e)),
+        };
+        if let Err(e) = sent {
             tracing::debug!("cannot answer the client: {e}");
             self.drop_client();
         }
@@ -662,8 +768,10 @@ impl Kernel {
             .timeout
             .filter(|t| *t > 0.0)
             .or(self.opts.default_timeout.map(|d| d.as_secs_f64()));
+        let mut q = q;
+        // The code is not needed here once sent: moved, not copied.
         let req = SessionRequest::Run(Run {
-            code: q.run.code.clone(),
+            code: std::mem::take(&mut q.run.code),
             timeout: None,
         });
         let sent = server.send(req).await;
@@ -723,6 +831,10 @@ impl Kernel {
 
     async fn on_timer(&mut self) {
         let now = Instant::now();
+        if self.shrink_at.is_some_and(|at| now >= at) {
+            self.shrink_at = None;
+            self.shrink_buffers();
+        }
         if let Some(at) = self.server_eof_kill_at {
             if now >= at {
                 self.server_eof_kill_at = None;
@@ -763,47 +875,89 @@ impl Kernel {
         }
     }
 
+    /// Whether a big packet (a RESULT, or a RUN with megabytes of code) left
+    /// a connection buffer large.
+    fn has_big_buffers(&self) -> bool {
+        let server = self
+            .server
+            .as_ref()
+            .map(|s| (s.read_buffer(), s.write_buffer()));
+        let client = self
+            .client
+            .as_ref()
+            .map(|c| (c.framed.read_buffer(), c.framed.write_buffer()));
+        [server, client]
+            .into_iter()
+            .flatten()
+            .any(|(r, w)| r.capacity() > BIG_BUFFER || w.capacity() > BIG_BUFFER)
+    }
+
+    /// Gives back the memory of buffers that a big packet grew, if the
+    /// session is idle (otherwise later: they are in use).
+    fn shrink_buffers(&mut self) {
+        if self.current.is_some() {
+            self.shrink_at = Some(Instant::now() + SHRINK_AFTER);
+            return;
+        }
+        if let Some(server) = &mut self.server {
+            shrink_buffer(server.read_buffer_mut(), BIG_BUFFER);
+            shrink_buffer(server.write_buffer_mut(), BIG_BUFFER);
+        }
+        if let Some(c) = &mut self.client {
+            shrink_buffer(c.framed.read_buffer_mut(), BIG_BUFFER);
+            shrink_buffer(c.framed.write_buffer_mut(), BIG_BUFFER);
+        }
+    }
+
     /// Caps what a RESULT may carry and maps statuses the server does not
-    /// know about (an interrupt we sent for a timeout).
-    fn sanitize(&self, mut r: RunResult, cur: &Current) -> RunResult {
+    /// know about (an interrupt we sent for a timeout). Returns whether
+    /// anything changed.
+    fn sanitize(&self, r: &mut RunResultRef<'_>, cur: &Current) -> bool {
         let cap = self.opts.output_cap.saturating_mul(3).max(1024);
-        let mut cut = false;
+        let mut changed = false;
         for s in [&mut r.stdout, &mut r.stderr] {
             if s.len() > cap {
-                super::stdio::cut_string(s, cap);
-                cut = true;
+                cut_cow(s, cap);
+                changed = true;
             }
         }
         if let Some(v) = &mut r.value {
             if v.len() > 1 << 20 {
-                super::stdio::cut_string(v, 1 << 20);
-                cut = true;
+                cut_cow(v, 1 << 20);
+                changed = true;
             }
         }
-        if cut {
+        if changed {
             r.truncated = Some(true);
         }
         if r.time.is_some_and(|t| !t.is_finite() || t < 0.0) {
             r.time = None;
+            changed = true;
         }
-        if r.status != Some(RunStatus::Exited) {
+        if r.status != Some(RunStatus::Exited) && r.exit_code.is_some() {
             r.exit_code = None;
+            changed = true;
         }
         if let Some(stop) = &cur.stop {
             if matches!(stop.cause, Cause::Timeout(_)) && r.status == Some(RunStatus::Interrupted) {
                 r.status = Some(RunStatus::Timeout);
+                changed = true;
             }
         }
-        r
+        changed
     }
 
-    async fn finish_current(&mut self, r: RunResult) {
-        let Some(cur) = self.current.take() else {
-            return;
-        };
-        let r = self.sanitize(r, &cur);
-        let exited = (r.status == Some(RunStatus::Exited)).then(|| r.exit_code.unwrap_or(0));
-        self.reply(cur.q.gen, SessionReply::Result(r)).await;
+    /// The running cell's RESULT (`line`, already checked and encoded) is
+    /// in: answer it, then start the next cell or end the session.
+    async fn finish_current(
+        &mut self,
+        cur: Current,
+        line: Result<Bytes, EncodeError>,
+        status: Option<RunStatus>,
+        exit_code: Option<i64>,
+    ) {
+        let exited = (status == Some(RunStatus::Exited)).then(|| exit_code.unwrap_or(0));
+        self.reply_line(cur.q.gen, line).await;
         if let Some(code) = exited {
             self.kill();
             self.die(format!(

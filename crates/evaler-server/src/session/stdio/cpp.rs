@@ -315,7 +315,7 @@ pub(super) fn run_cell(server: &mut Server, code: &str) -> CellEnd {
     if server.interrupted {
         status = RunStatus::Interrupted;
     }
-    CellEnd::Result(result(&out, &err, status, truncated, started.elapsed()))
+    CellEnd::Result(result(out, err, status, truncated, started.elapsed()))
 }
 
 /// Splits a cell into top-level chunks; see the module documentation.

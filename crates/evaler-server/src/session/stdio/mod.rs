@@ -44,7 +44,7 @@ use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitSta
 use std::time::{Duration, Instant};
 
 use evaler_proto::{
-    output_to_string, ConnectionError, EncodeError, PacketReader, PacketWriter, RunResult,
+    output_into_string, ConnectionError, EncodeError, PacketReader, PacketWriter, RunResult,
     RunStatus, SessionReply, SessionRequest, StreamError,
 };
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -227,25 +227,25 @@ impl Conn {
 
     /// Sends a RESULT, cutting the output if the packet would be too large
     /// to send (possible only with megabytes of control characters).
-    fn send_result(&mut self, mut result: RunResult) -> io::Result<()> {
+    fn send_result(&mut self, result: RunResult) -> io::Result<()> {
+        let mut reply = SessionReply::Result(result);
         loop {
             self.sock.set_nonblocking(false)?;
-            let res = self
-                .writer
-                .write_packet(&SessionReply::Result(result.clone()));
+            let res = self.writer.write_packet(&reply);
             self.sock.set_nonblocking(true)?;
-            match res {
-                Ok(()) => return Ok(()),
-                Err(StreamError::Encode(EncodeError::TooLarge { .. }))
-                    if result.stdout.len() + result.stderr.len() > 1024 =>
-                {
-                    let (o, e) = (result.stdout.len() / 2, result.stderr.len() / 2);
-                    cut_string(&mut result.stdout, o);
-                    cut_string(&mut result.stderr, e);
-                    result.truncated = Some(true);
+            match (res, &mut reply) {
+                (Ok(()), _) => return Ok(()),
+                (
+                    Err(StreamError::Encode(EncodeError::TooLarge { .. })),
+                    SessionReply::Result(r),
+                ) if r.stdout.len() + r.stderr.len() > 1024 => {
+                    let (o, e) = (r.stdout.len() / 2, r.stderr.len() / 2);
+                    cut_string(&mut r.stdout, o);
+                    cut_string(&mut r.stderr, e);
+                    r.truncated = Some(true);
                 }
-                Err(StreamError::Io(e)) => return Err(e),
-                Err(e) => return Err(io::Error::other(e.to_string())),
+                (Err(StreamError::Io(e)), _) => return Err(e),
+                (Err(e), _) => return Err(io::Error::other(e.to_string())),
             }
         }
     }
@@ -350,12 +350,19 @@ impl Interp {
 }
 
 /// Output of one stream for one exchange: capped, with the end marker
-/// searched in a small window so the cap never hides it.
+/// looked for in everything that arrives, so the cap never hides it.
+///
+/// Bytes go into one buffer as they arrive. Everything before `held` is
+/// output for sure; from `held` on is a tail that could still be the start
+/// of the marker (it begins with `\n`), kept until more bytes tell. Past the
+/// cap, output is dropped from the middle (the tail stays), so memory stays
+/// at the cap plus one read. Newlines are found with `memchr`: a megabyte of
+/// output is scanned at memory speed, and copied once.
 struct Capture {
-    kept: Vec<u8>,
+    buf: Vec<u8>,
+    held: usize,
     cap: usize,
     truncated: bool,
-    window: Vec<u8>,
     marker: Vec<u8>,
     found: Option<i64>,
     /// Bytes after the marker (a background process's), for the next cell.
@@ -365,10 +372,10 @@ struct Capture {
 impl Capture {
     fn new(token: &str, cap: usize, carry: Vec<u8>) -> Capture {
         let mut c = Capture {
-            kept: Vec::new(),
+            buf: Vec::new(),
+            held: 0,
             cap,
             truncated: false,
-            window: Vec::new(),
             marker: format!("\n{token} ").into_bytes(),
             found: None,
             after: Vec::new(),
@@ -377,61 +384,75 @@ impl Capture {
         c
     }
 
-    fn keep(&mut self, upto: usize) {
-        let room = self.cap.saturating_sub(self.kept.len());
-        let take = upto.min(room);
-        if take < upto {
-            self.truncated = true;
-        }
-        self.kept.extend_from_slice(&self.window[..take]);
-        self.window.drain(..upto);
-    }
-
     fn feed(&mut self, data: &[u8]) {
         if self.found.is_some() {
             self.after.extend_from_slice(data);
             return;
         }
-        self.window.extend_from_slice(data);
+        self.buf.extend_from_slice(data);
+        self.scan();
+        if self.held > self.cap {
+            self.truncated = true;
+            self.buf.drain(self.cap..self.held);
+            self.held = self.cap;
+        }
+    }
+
+    /// Moves `held` over everything that cannot be the marker, and takes the
+    /// marker out when it is complete.
+    fn scan(&mut self) {
         let m = self.marker.len();
-        let mut from = 0;
-        while let Some(i) = self.window[from..].iter().position(|&b| b == b'\n') {
-            let pos = from + i;
-            let rest = &self.window[pos..];
+        let mut from = self.held;
+        loop {
+            let Some(pos) = self
+                .buf
+                .get(from..)
+                .and_then(|rest| memchr::memchr(b'\n', rest))
+                .map(|i| from + i)
+            else {
+                // No newline left that could start the marker.
+                self.held = self.buf.len();
+                return;
+            };
+            let rest = self.buf.get(pos..).unwrap_or_default();
             if rest.len() < m {
-                // Might be the marker's beginning: wait for more.
                 if self.marker.starts_with(rest) {
-                    self.keep(pos);
+                    // Might be the marker's beginning: wait for more.
+                    self.held = pos;
                     return;
                 }
             } else if rest.starts_with(&self.marker) {
-                let Some(nl) = rest[m..].iter().position(|&b| b == b'\n') else {
-                    self.keep(pos);
+                let tail = rest.get(m..).unwrap_or_default();
+                let Some(nl) = memchr::memchr(b'\n', tail) else {
+                    self.held = pos;
                     return;
                 };
-                let num = std::str::from_utf8(&rest[m..m + nl])
+                let num = std::str::from_utf8(tail.get(..nl).unwrap_or_default())
                     .ok()
                     .and_then(|s| s.trim().parse::<i64>().ok())
                     .unwrap_or(-1);
-                let after = rest[m + nl + 1..].to_vec();
-                self.keep(pos);
-                self.window.clear();
-                self.after = after;
+                self.after = tail.get(nl + 1..).unwrap_or_default().to_vec();
+                self.buf.truncate(pos);
+                self.held = pos;
                 self.found = Some(num);
                 return;
             }
             from = pos + 1;
         }
-        // No newline left that could start the marker.
-        let len = self.window.len();
-        self.keep(len);
+    }
+
+    /// The output before the marker.
+    fn take(self) -> (Vec<u8>, bool, Vec<u8>) {
+        (self.buf, self.truncated, self.after)
     }
 
     /// Everything, marker or not (the interpreter died).
     fn finish(mut self) -> (Vec<u8>, bool) {
-        let len = self.window.len();
-        self.keep(len);
-        (self.kept, self.truncated)
+        if self.buf.len() > self.cap {
+            self.truncated = true;
+            self.buf.truncate(self.cap);
+        }
+        (self.buf, self.truncated)
     }
 }
 
@@ -611,8 +632,8 @@ impl Server {
     ) -> io::Result<()> {
         match status.code() {
             Some(code) => self.conn.send_result(RunResult {
-                stdout: output_to_string(&out),
-                stderr: output_to_string(&err),
+                stdout: output_into_string(out),
+                stderr: output_into_string(err),
                 status: Some(RunStatus::Exited),
                 value: None,
                 time: Some(elapsed.as_secs_f64()),
@@ -740,16 +761,19 @@ impl Server {
         let mut written = 0usize;
         let mut resend_at: Option<Instant> = None;
         let mut was_interrupted = self.interrupted;
-        let mut buf = vec![0u8; 1 << 18];
+        let mut reads = ReadBuf::new();
         loop {
             if caps[0].found.is_some() && caps[1].found.is_some() {
                 let [out, err] = caps;
-                self.carry = [out.after, err.after];
+                let code = out.found.unwrap_or(-1);
+                let (out, out_cut, out_after) = out.take();
+                let (err, err_cut, err_after) = err.take();
+                self.carry = [out_after, err_after];
                 return Ok(Exchange {
-                    code: out.found.unwrap_or(-1),
-                    truncated: out.truncated || err.truncated,
-                    out: out.kept,
-                    err: err.kept,
+                    code,
+                    truncated: out_cut || err_cut,
+                    out,
+                    err,
                 });
             }
             if self.interrupted && !was_interrupted {
@@ -778,8 +802,8 @@ impl Server {
                         interp.stderr.as_mut().map(|p| p as &mut dyn Read)
                     };
                     if let Some(pipe) = pipe {
-                        while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                            c.feed(&buf[..n]);
+                        while let Ok(Some(data)) = reads.read(pipe) {
+                            c.feed(data);
                         }
                     }
                 }
@@ -885,15 +909,15 @@ impl Server {
                     interp.stderr.as_mut().map(|p| p as &mut dyn Read)
                 };
                 let Some(pipe) = pipe else { continue };
-                match pipe.read(&mut buf) {
-                    Ok(0) => {
+                match reads.read(pipe) {
+                    Ok(None) => {
                         if k == 0 {
                             interp.stdout = None;
                         } else {
                             interp.stderr = None;
                         }
                     }
-                    Ok(n) => c.feed(&buf[..n]),
+                    Ok(Some(data)) => c.feed(data),
                     Err(_) => {}
                 }
             }
@@ -901,17 +925,52 @@ impl Server {
     }
 }
 
+/// Where the pipes are read into: a page on the stack for the usual small
+/// outputs, and, once a read fills that page, a larger buffer for the rest
+/// of the exchange (big outputs, in fewer and larger reads; not kept: an
+/// idle server holds no big buffer).
+struct ReadBuf {
+    small: [u8; 4096],
+    big: Vec<u8>,
+    grow: bool,
+}
+
+impl ReadBuf {
+    fn new() -> ReadBuf {
+        ReadBuf {
+            small: [0; 4096],
+            big: Vec::new(),
+            grow: false,
+        }
+    }
+
+    /// One read: `None` at end of file, or the bytes read.
+    fn read(&mut self, pipe: &mut dyn Read) -> io::Result<Option<&[u8]>> {
+        if self.grow && self.big.is_empty() {
+            self.big = vec![0; 1 << 18];
+        }
+        let buf: &mut [u8] = if self.big.is_empty() {
+            &mut self.small
+        } else {
+            &mut self.big
+        };
+        let n = pipe.read(buf)?;
+        self.grow |= n == buf.len();
+        Ok((n > 0).then(|| buf.get(..n).unwrap_or_default()))
+    }
+}
+
 /// A RESULT from parts.
 pub(crate) fn result(
-    out: &[u8],
-    err: &[u8],
+    out: Vec<u8>,
+    err: Vec<u8>,
     status: RunStatus,
     truncated: bool,
     elapsed: Duration,
 ) -> RunResult {
     RunResult {
-        stdout: output_to_string(out),
-        stderr: output_to_string(err),
+        stdout: output_into_string(out),
+        stderr: output_into_string(err),
         status: Some(status),
         value: None,
         time: Some(elapsed.as_secs_f64()),
@@ -935,8 +994,7 @@ mod tests {
         let mut c = Capture::new("TOK", 1 << 20, Vec::new());
         feed_all(&mut c, &[b"hello", b"\nTO", b"K 0", b"\nlater"]);
         assert_eq!(c.found, Some(0));
-        assert_eq!(c.kept, b"hello");
-        assert_eq!(c.after, b"later");
+        assert_eq!(c.take(), (b"hello".to_vec(), false, b"later".to_vec()));
     }
 
     #[test]
@@ -944,7 +1002,7 @@ mod tests {
         let mut c = Capture::new("TOK", 1 << 20, Vec::new());
         feed_all(&mut c, &[b"a\nTOKEN 1\n\nTO 3\n", b"\nTOK 7\n"]);
         assert_eq!(c.found, Some(7));
-        assert_eq!(c.kept, b"a\nTOKEN 1\n\nTO 3\n");
+        assert_eq!(c.take().0, b"a\nTOKEN 1\n\nTO 3\n");
     }
 
     #[test]
@@ -954,7 +1012,44 @@ mod tests {
         c.feed(&big);
         c.feed(b"\nTOK 2\n");
         assert_eq!(c.found, Some(2));
-        assert_eq!(c.kept.len(), 10);
-        assert!(c.truncated);
+        let (out, truncated, _) = c.take();
+        assert_eq!(out.len(), 10);
+        assert!(truncated);
+    }
+
+    #[test]
+    fn cap_keeps_a_possible_marker_start() {
+        let mut c = Capture::new("TOK", 4, Vec::new());
+        feed_all(&mut c, &[b"abcdefgh\nT", b"O", b"K 5\n"]);
+        assert_eq!(c.found, Some(5));
+        assert_eq!(c.take(), (b"abcd".to_vec(), true, Vec::new()));
+    }
+
+    #[test]
+    fn every_split_of_a_stream_gives_the_same_capture() {
+        let stream: &[u8] = b"x\n\nTOKEN\n\nTO\nTOK\n\nTOK 12\nbackground";
+        for cap in [3, 8, 1 << 20] {
+            let mut whole = Capture::new("TOK", cap, Vec::new());
+            whole.feed(stream);
+            let expected = whole.take();
+            let output = b"x\n\nTOKEN\n\nTO\nTOK\n";
+            assert_eq!(expected.0, output[..output.len().min(cap)]);
+            assert_eq!(expected.2, b"background");
+            for a in 0..stream.len() {
+                for b in a..stream.len() {
+                    let mut c = Capture::new("TOK", cap, Vec::new());
+                    feed_all(&mut c, &[&stream[..a], &stream[a..b], &stream[b..]]);
+                    assert_eq!(c.found, Some(12));
+                    assert_eq!(c.take(), expected, "split at {a}, {b}, cap {cap}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn died_without_marker_keeps_everything_up_to_the_cap() {
+        let mut c = Capture::new("TOK", 5, Vec::new());
+        feed_all(&mut c, &[b"abc\nT", b"OK"]);
+        assert_eq!(c.finish(), (b"abc\nT".to_vec(), true));
     }
 }

@@ -87,12 +87,12 @@ pub(super) fn run_cell(server: &mut Server, code: &str) -> CellEnd {
         Ok(p) => p,
         Err(e) => {
             return CellEnd::Result(result(
-                b"",
+                Vec::new(),
                 format!(
                     "evaler: cannot write the cell to {}: {e}\n",
                     server.config.scratch.display()
                 )
-                .as_bytes(),
+                .into_bytes(),
                 RunStatus::Error,
                 false,
                 started.elapsed(),
@@ -123,8 +123,8 @@ pub(super) fn run_cell(server: &mut Server, code: &str) -> CellEnd {
                 RunStatus::Error
             };
             CellEnd::Result(result(
-                &ex.out,
-                &ex.err,
+                ex.out,
+                ex.err,
                 status,
                 ex.truncated,
                 started.elapsed(),

@@ -3,7 +3,7 @@
 //! through the client library and `evaler kernel` (sandbox included).
 //!
 //! ```sh
-//! cargo build --release -p evaler --examples
+//! cargo build --release -p evaler --bins --examples
 //! sudo target/release/examples/bench_sessions [--evaler target/release/evaler] [--idle 100]
 //! ```
 //!

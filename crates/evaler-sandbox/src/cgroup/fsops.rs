@@ -2,7 +2,7 @@
 //! creates files, directory creation/removal, and process killing.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -24,24 +24,12 @@ const KILL_ATTEMPTS: u32 = 200;
 /// one means a missing controller or an old kernel, which callers decide
 /// how to handle via [`CgroupError::is_not_found`]).
 pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
-    let op = || format!("write {value:?} to");
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
-        .truncate(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| CgroupError::io(op(), path, e))?;
-    let n = f
-        .write(value.as_bytes())
-        .map_err(|e| CgroupError::io(op(), path, e))?;
-    if n != value.len() {
-        return Err(CgroupError::io(
-            op(),
-            path,
-            io::Error::new(io::ErrorKind::WriteZero, "short write"),
-        ));
-    }
-    Ok(())
+        .map_err(|e| CgroupError::io(format!("write {value:?} to"), path, e))?;
+    rewrite(&f, path, value)
 }
 
 /// Writes `value` to a control file through an fd opened read-write, at

@@ -56,6 +56,27 @@ pub fn fork() -> SysResult<libc::pid_t> {
     clone_fork(0)
 }
 
+/// A fresh read-write anonymous mapping of `len` bytes (`flags` adds the
+/// sharing and any hint to `MAP_ANONYMOUS`).
+fn map_anonymous(len: usize, flags: libc::c_int) -> SysResult<std::ptr::NonNull<u8>> {
+    // SAFETY: an anonymous mapping with no address hint; no existing memory
+    // is touched.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    std::ptr::NonNull::new(p.cast::<u8>()).ok_or(Errno::ENOMEM)
+}
+
 /// A stack for children started by [`spawn_in_our_memory`], mapped once and
 /// reused: such a child runs while its parent is suspended, so one at a time.
 #[derive(Debug)]
@@ -66,21 +87,7 @@ pub struct ChildStack {
 
 impl ChildStack {
     pub fn new(len: usize) -> SysResult<ChildStack> {
-        // SAFETY: a private anonymous mapping with no address hint.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Errno::last());
-        }
-        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or(Errno::ENOMEM)?;
+        let ptr = map_anonymous(len, libc::MAP_PRIVATE | libc::MAP_STACK)?;
         Ok(ChildStack { ptr, len })
     }
 }
@@ -602,21 +609,7 @@ unsafe impl Sync for SharedRegion {}
 
 impl SharedRegion {
     pub fn new(len: usize) -> SysResult<SharedRegion> {
-        // SAFETY: an anonymous shared mapping with no address hint.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Errno::last());
-        }
-        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).ok_or(Errno::ENOMEM)?;
+        let ptr = map_anonymous(len, libc::MAP_SHARED)?;
         Ok(SharedRegion { ptr, len })
     }
 

@@ -335,13 +335,7 @@ const SHRINK_AFTER: Duration = Duration::from_secs(1);
 /// Truncates to at most `max` bytes on a character boundary, without
 /// copying a borrowed string.
 fn cut_cow(s: &mut Cow<'_, str>, max: usize) {
-    if s.len() <= max {
-        return;
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = super::stdio::char_floor(s, max);
     match s {
         Cow::Borrowed(b) => *b = b.get(..cut).unwrap_or_default(),
         Cow::Owned(o) => o.truncate(cut),

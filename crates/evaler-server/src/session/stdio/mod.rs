@@ -251,15 +251,18 @@ impl Conn {
     }
 }
 
+/// The largest character boundary of `s` at or below `max` bytes.
+pub(crate) fn char_floor(s: &str, max: usize) -> usize {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
+}
+
 /// Truncates to at most `max` bytes on a character boundary.
 pub(crate) fn cut_string(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
+    s.truncate(char_floor(s, max));
 }
 
 /// The interpreter process and its pipes (all nonblocking).

@@ -50,6 +50,10 @@ try:
     OUTPUT_CAP = int(os.environ.get("EVALER_OUTPUT_CAP", OUTPUT_CAP))
 except ValueError:
     pass
+# Under evaler's supervisor: say STOPPED as soon as SIGINT has stopped a cell,
+# before the (possibly slow, first-time) traceback formatting.
+STOP_ACK = os.environ.get("EVALER_STOP_ACK") == "1"
+_STOPPED = {"type": "STOPPED"}
 
 _default_int = _signal.default_int_handler
 SIGINT = _signal.SIGINT
@@ -845,6 +849,11 @@ class Session:
                 extra_err += msg + "\n"
         except KeyboardInterrupt as e:
             status = "interrupted"
+            if STOP_ACK and os.getpid() == _PID and self.transport is not None:
+                try:
+                    self.transport.send(_STOPPED)
+                except ClientGone:
+                    pass
             extra_err += self._format_exc(e)
         except BaseException as e:
             status = "error"

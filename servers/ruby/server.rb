@@ -29,6 +29,9 @@ module EvalerServer
   VALUE_CAP = 64 << 10      # inspect of the cell's value, characters
   DRAIN_GRACE = 0.1         # seconds to wait for EOF on the capture pipes
   EXIT_GRACE = 2.0          # seconds allowed for at_exit handlers on exit
+  # Under evaler's supervisor: say STOPPED as soon as SIGINT has stopped a
+  # cell, before formatting its backtrace.
+  STOP_ACK = ENV['EVALER_STOP_ACK'] == '1'
   SERVER_FILE = __FILE__
   SERVER_PID = Process.pid
   UTF8 = Encoding::UTF_8
@@ -401,6 +404,13 @@ module EvalerServer
         exit_code = e.status
       rescue Interrupt => e
         status = 'interrupted'
+        if STOP_ACK && Process.pid == SERVER_PID && SERVER.transport
+          begin
+            SERVER.transport.send({ 'type' => 'STOPPED' })
+          rescue ClientGone
+            nil
+          end
+        end
         extra_err << SERVER.format_exception(e)
       rescue SignalException
         raise                                        # SIGTERM & co: die as Ruby does

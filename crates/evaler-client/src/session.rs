@@ -819,6 +819,9 @@ impl Actor {
                             .await;
                     }
                 }
+                // Meant for the supervisor, which never passes it on; it
+                // asks nothing and changes nothing here.
+                SessionReply::Stopped => {}
             },
         }
     }

@@ -177,8 +177,11 @@ async fn timeouts_interrupts_and_blocked_reads() {
             .await
             .unwrap();
         assert_eq!(r.status, Some(RunStatus::Timeout), "{code}: {r:?}");
+        // Stopped within 100 ms of the deadline (else Crashed); the RESULT
+        // itself may come later on a loaded machine, as the kernel allows
+        // once the server has said STOPPED (the 2 s below).
         assert!(
-            t.elapsed() < Duration::from_millis(500),
+            t.elapsed() < Duration::from_millis(2300),
             "{code}: {:?}",
             t.elapsed()
         );
@@ -190,7 +193,7 @@ async fn timeouts_interrupts_and_blocked_reads() {
         .await
         .is_err());
     s.interrupt().await.unwrap();
-    let r = tokio::time::timeout(Duration::from_millis(300), run)
+    let r = tokio::time::timeout(Duration::from_millis(2500), run)
         .await
         .expect("interrupt took effect")
         .unwrap();

@@ -55,6 +55,13 @@ pub enum SessionReply {
     /// `Error`: the client's packet was unusable.
     #[serde(rename = "Error")]
     Error(ErrorPacket),
+    /// `STOPPED` (server → supervisor only, never sent to clients): the
+    /// running cell's code gave up the interpreter after SIGINT, and its
+    /// `RESULT` follows. It lets the supervisor tell a cell that ignores
+    /// SIGINT (killed after the grace period) from a server that is merely
+    /// slow to format the traceback on a loaded machine.
+    #[serde(rename = "STOPPED")]
+    Stopped,
 }
 
 /// Body of `RUN` and `RUNANDKILL`.
@@ -267,6 +274,8 @@ pub enum SessionReplyRef<'a> {
     ConnectionError(ConnectionError),
     /// `Error`.
     Error(ErrorPacket),
+    /// `STOPPED`.
+    Stopped,
 }
 
 impl<'a> SessionReplyRef<'a> {
@@ -298,6 +307,7 @@ impl<'a> SessionReplyRef<'a> {
             SessionReplyRef::ConnectionOk => SessionReply::ConnectionOk,
             SessionReplyRef::ConnectionError(e) => SessionReply::ConnectionError(e),
             SessionReplyRef::Error(e) => SessionReply::Error(e),
+            SessionReplyRef::Stopped => SessionReply::Stopped,
         }
     }
 
@@ -322,6 +332,7 @@ impl<'a> SessionReplyRef<'a> {
             "CONNECTION-ERROR" => ConnectionError::read(f.packet("CONNECTION-ERROR"))
                 .map(SessionReplyRef::ConnectionError),
             "Error" => ErrorPacket::read(f.packet("Error")).map(SessionReplyRef::Error),
+            "STOPPED" => Ok(SessionReplyRef::Stopped),
             other => Err(unknown_type::<SessionReply>(other)),
         }
     }
@@ -334,6 +345,7 @@ impl ToJson for SessionReplyRef<'_> {
             SessionReplyRef::ConnectionOk => Obj::new(sink, "CONNECTION-OK").end(),
             SessionReplyRef::ConnectionError(e) => e.write(sink),
             SessionReplyRef::Error(e) => e.write(sink),
+            SessionReplyRef::Stopped => Obj::new(sink, "STOPPED").end(),
         }
     }
 
@@ -342,7 +354,7 @@ impl ToJson for SessionReplyRef<'_> {
             SessionReplyRef::Result(r) => r.size_hint(),
             SessionReplyRef::ConnectionError(e) => 64 + e.value.as_ref().map_or(0, |v| v.len()),
             SessionReplyRef::Error(e) => 64 + e.value.len(),
-            SessionReplyRef::ConnectionOk => 32,
+            SessionReplyRef::ConnectionOk | SessionReplyRef::Stopped => 32,
         }
     }
 }
@@ -426,8 +438,13 @@ impl<'de> Deserialize<'de> for SessionRequest {
 
 impl Packet for SessionReply {
     const PROTOCOL: Protocol = Protocol::Session;
-    const TYPES: &'static [&'static str] =
-        &["RESULT", "CONNECTION-OK", "CONNECTION-ERROR", "Error"];
+    const TYPES: &'static [&'static str] = &[
+        "RESULT",
+        "CONNECTION-OK",
+        "CONNECTION-ERROR",
+        "Error",
+        "STOPPED",
+    ];
 
     fn type_name(&self) -> &'static str {
         match self {
@@ -435,6 +452,7 @@ impl Packet for SessionReply {
             SessionReply::ConnectionOk => "CONNECTION-OK",
             SessionReply::ConnectionError(_) => "CONNECTION-ERROR",
             SessionReply::Error(_) => "Error",
+            SessionReply::Stopped => "STOPPED",
         }
     }
 }
@@ -453,6 +471,7 @@ impl ToJson for SessionReply {
             SessionReply::ConnectionOk => Obj::new(sink, "CONNECTION-OK").end(),
             SessionReply::ConnectionError(e) => e.write(sink),
             SessionReply::Error(e) => e.write(sink),
+            SessionReply::Stopped => Obj::new(sink, "STOPPED").end(),
         }
     }
 
@@ -461,7 +480,7 @@ impl ToJson for SessionReply {
             SessionReply::Result(r) => r.to_ref().size_hint(),
             SessionReply::ConnectionError(e) => 64 + e.value.as_ref().map_or(0, |v| v.len()),
             SessionReply::Error(e) => 64 + e.value.len(),
-            SessionReply::ConnectionOk => 32,
+            SessionReply::ConnectionOk | SessionReply::Stopped => 32,
         }
     }
 }

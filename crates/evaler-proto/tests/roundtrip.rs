@@ -48,6 +48,7 @@ fn session_replies() -> Vec<SessionReply> {
             truncated: Some(true),
         }),
         SessionReply::ConnectionOk,
+        SessionReply::Stopped,
         SessionReply::ConnectionError(ConnectionError { value: None }),
         SessionReply::ConnectionError(ConnectionError {
             value: Some("bash exited".into()),

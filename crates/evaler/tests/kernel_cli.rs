@@ -421,7 +421,22 @@ fn timeouts_stop_the_cell_or_end_the_session() {
     let r = k.run_t("import time\ntime.sleep(30)", 0.3);
     let took = t.elapsed();
     assert_eq!(r["status"], "timeout", "{r}");
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    // The cell stops within 100 ms of its deadline or the session is ended
+    // (next case); formatting the traceback after that may take longer on a
+    // loaded machine (the bound here is what the supervisor allows once the
+    // server has said STOPPED).
+    assert!(took < Duration::from_millis(2300), "{took:?}");
+    assert_eq!(k.run("y")["value"], "1");
+    // The server said STOPPED, then took 400 ms to format the traceback (a
+    // chained exception's slow __str__, standing in for a first traceback
+    // import on a saturated machine): the cell was stopped in time, so this
+    // is a timeout, not a crash.
+    let r = k.run_t(
+        "import time\nclass Slow(Exception):\n    def __str__(self):\n        time.sleep(0.4)\n        return 'slow'\ntry:\n    raise Slow()\nexcept Slow:\n    time.sleep(30)",
+        0.3,
+    );
+    assert_eq!(r["status"], "timeout", "{r}");
+    assert!(stderr(&r).contains("Slow: slow"), "{r}");
     assert_eq!(k.run("y")["value"], "1");
     // A cell that ignores SIGINT (as a loop in C does): the session is
     // ended 100 ms after the deadline.
@@ -438,6 +453,16 @@ fn timeouts_stop_the_cell_or_end_the_session() {
     assert_eq!(k.run("1")["type"], "CONNECTION-ERROR");
     let _ = k.stream.shutdown(std::net::Shutdown::Both);
     k.assert_gone(Duration::from_secs(5));
+
+    // Ruby says STOPPED too: a slow cause message is formatted after it.
+    let mut k = Kernel::start("ruby");
+    let r = k.run_t(
+        "class Slow < StandardError; def message; sleep 0.4; 'slow'; end; end\nbegin; raise Slow; rescue Slow; sleep 30; end",
+        0.3,
+    );
+    assert_eq!(r["status"], "timeout", "{r}");
+    assert!(stderr(&r).contains("slow (Slow)"), "{r}");
+    k.kill();
 }
 
 #[test]

@@ -36,7 +36,8 @@ pub struct LaunchParams {
 /// socket pair.
 ///
 /// - Native servers get the socket as fd 3 (`EVALER_FD=3`) and their source
-///   as standard input (`{server}` in the command becomes `-`).
+///   as standard input (`{server}` in the command becomes `-`);
+///   `EVALER_STOP_ACK=1` asks them for `STOPPED` when SIGINT stops a cell.
 /// - The STDIO server is this evaler binary, passed as fd 3 and executed as
 ///   `/proc/self/fd/3` (the box shows no host path outside `/usr`), with
 ///   the socket as standard input (`EVALER_FD=0`: safe Rust cannot adopt an
@@ -65,6 +66,8 @@ pub fn build_spec(
             run.stdin = Stdin::Bytes(source.as_bytes().to_vec());
             run.extra_fds = vec![OwnedFd::from(theirs)];
             run.env.push(("EVALER_FD".into(), "3".into()));
+            // Say STOPPED when SIGINT stops a cell (see the supervisor).
+            run.env.push(("EVALER_STOP_ACK".into(), "1".into()));
             run
         }
         KernelKind::Stdio { dialect } => {

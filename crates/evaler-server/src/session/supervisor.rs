@@ -258,6 +258,9 @@ struct StopRequest {
     cause: Cause,
     escalate_at: Instant,
     signalled: bool,
+    /// The server said `STOPPED`: the cell's code has let go, and
+    /// `escalate_at` was moved once to [`FINISH_AFTER_STOPPED`] from then.
+    stopped: bool,
 }
 
 #[derive(Debug)]
@@ -331,6 +334,13 @@ const BIG_BUFFER: usize = 64 * 1024;
 /// shrink: back-to-back big cells keep theirs (no regrowing, no page
 /// faults), an idle session holds no megabytes.
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a server that said `STOPPED` has to send the stopped cell's
+/// `RESULT`. Formatting a first traceback imports modules (~10 ms idle); on
+/// a saturated machine that alone can take longer than the 100 ms a cell
+/// gets to stop. Moved once per stop, so a cell that writes `STOPPED` itself
+/// and goes on ignoring SIGINT gains this much at most.
+const FINISH_AFTER_STOPPED: Duration = Duration::from_secs(2);
 
 /// Truncates to at most `max` bytes on a character boundary, without
 /// copying a borrowed string.
@@ -577,6 +587,15 @@ impl Kernel {
                 self.die(reason).await;
             }
             SessionReplyRef::ConnectionOk => {}
+            // Outside a stop (a cell raising KeyboardInterrupt itself) it
+            // changes nothing.
+            SessionReplyRef::Stopped => {
+                let stop = self.current.as_mut().and_then(|c| c.stop.as_mut());
+                if let Some(stop) = stop.filter(|s| !s.stopped) {
+                    stop.stopped = true;
+                    stop.escalate_at = Instant::now() + FINISH_AFTER_STOPPED;
+                }
+            }
             SessionReplyRef::Error(e) => {
                 let reason = format!("the {} server rejected a request: {}", self.name, e.value);
                 self.crash(reason).await;
@@ -818,6 +837,7 @@ impl Kernel {
                     cause,
                     escalate_at: Instant::now() + grace,
                     signalled,
+                    stopped: false,
                 })
             }
         }
@@ -839,7 +859,7 @@ impl Kernel {
         let mut timed_out = None;
         if let Some(c) = &self.current {
             match &c.stop {
-                Some(s) if now >= s.escalate_at => escalate = Some(s.cause),
+                Some(s) if now >= s.escalate_at => escalate = Some((s.cause, s.stopped)),
                 None if c.deadline.is_some_and(|d| now >= d) => timed_out = c.timeout,
                 _ => {}
             }
@@ -847,8 +867,13 @@ impl Kernel {
         if let Some(t) = timed_out {
             self.request_stop(Cause::Timeout(t)).await;
         }
-        if let Some(cause) = escalate {
+        if let Some((cause, stopped)) = escalate {
             let reason = match cause {
+                _ if stopped => format!(
+                    "the {} server stopped the cell but sent no RESULT within {} s, so the session was ended",
+                    self.name,
+                    FINISH_AFTER_STOPPED.as_secs()
+                ),
                 Cause::Interrupt => format!(
                     "the cell did not stop within {} ms of INTERRUPT, so the session was ended",
                     self.opts.interrupt_grace.as_millis()

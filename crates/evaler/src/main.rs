@@ -2,8 +2,7 @@
 //! its own module under `cmd/` and stays thin: the work is in the libraries.
 
 use clap::{Parser, Subcommand};
-
-mod cmd;
+use evaler_cli::{cmd, logging};
 
 #[derive(Parser)]
 #[command(
@@ -36,13 +35,7 @@ enum Command {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EVALER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => cmd::run::main(args),

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,9 +95,9 @@ struct Kernel {
     procs: HashSet<(u32, u64)>,
 }
 
-fn spawn(lang: &str, extra: &[&str]) -> (Child, SocketAddr) {
+fn spawn_bin(bin: &Path, lang: &str, extra: &[&str]) -> (Child, SocketAddr) {
     require_root();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin)
         .args(["kernel", "--lang", lang])
         .args(extra)
         .stdout(Stdio::piped())
@@ -119,7 +120,11 @@ impl Kernel {
     }
 
     fn start_with(lang: &str, extra: &[&str]) -> Kernel {
-        let (child, addr) = spawn(lang, extra);
+        Kernel::start_bin(Path::new(BIN), lang, extra)
+    }
+
+    fn start_bin(bin: &Path, lang: &str, extra: &[&str]) -> Kernel {
+        let (child, addr) = spawn_bin(bin, lang, extra);
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
         stream
@@ -266,6 +271,29 @@ fn cli_prints_the_address_first_and_speaks_raw_tcp() {
     let r = k.recv();
     assert_eq!(r["value"], "42", "{r}");
     k.kill();
+}
+
+/// `evaler kernel` becomes `evaler-kernel` (same pid, see cmd/kernel.rs)
+/// when that sits beside it, and supervises in-process when it does not;
+/// both serve the session, STDIO kernels too (they run `evaler
+/// stdio-server`, which only `evaler` has). Runs as root (the sandbox).
+#[test]
+fn kernel_hands_over_to_the_small_executable_or_runs_alone() {
+    let exe = |k: &Kernel| std::fs::read_link(format!("/proc/{}/exe", k.child.id())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("evaler");
+    std::fs::copy(BIN, &alone).unwrap();
+    for (lang, code) in [("python", "print(6*7)"), ("bash", "echo $((6*7))")] {
+        let mut k = Kernel::start(lang);
+        assert_eq!(exe(&k).file_name().unwrap(), "evaler-kernel", "{lang}");
+        assert_eq!(stdout(&k.run(code)), "42\n", "{lang}");
+        k.kill();
+
+        let mut k = Kernel::start_bin(&alone, lang, &[]);
+        assert_eq!(exe(&k), alone, "{lang}");
+        assert_eq!(stdout(&k.run(code)), "42\n", "{lang}");
+        k.kill();
+    }
 }
 
 #[test]

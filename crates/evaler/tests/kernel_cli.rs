@@ -275,8 +275,8 @@ fn cli_prints_the_address_first_and_speaks_raw_tcp() {
 
 /// `evaler kernel` becomes `evaler-kernel` (same pid, see cmd/kernel.rs)
 /// when that sits beside it, and supervises in-process when it does not;
-/// both serve the session, STDIO kernels too (they run `evaler
-/// stdio-server`, which only `evaler` has). Runs as root (the sandbox).
+/// both serve the session, STDIO kernels too (their STDIO server is the
+/// supervisor's own executable, either one). Runs as root (the sandbox).
 #[test]
 fn kernel_hands_over_to_the_small_executable_or_runs_alone() {
     let exe = |k: &Kernel| std::fs::read_link(format!("/proc/{}/exe", k.child.id())).unwrap();

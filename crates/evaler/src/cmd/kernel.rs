@@ -10,8 +10,9 @@
 //! own directory (same pid, same stdin), an executable with just the
 //! supervisor in it: a third of `evaler`'s code, and ~1.9 MiB less resident
 //! per session, since the kernel maps in nearly every page of an executable's
-//! code through fault-around. The arguments go over as JSON. Without
-//! `evaler-kernel` beside it, `evaler kernel` supervises in-process.
+//! code through fault-around. The arguments go over as JSON. It is also the
+//! STDIO server it starts in the box. Without `evaler-kernel` beside it,
+//! `evaler kernel` supervises in-process.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -60,11 +61,6 @@ pub struct KernelArgs {
     /// Kernel definitions to use instead of the bundled kernels.toml [env: EVALER_KERNELS].
     #[arg(long, value_name = "FILE")]
     kernels: Option<PathBuf>,
-    /// The evaler executable that STDIO kernels run as `evaler stdio-server`
-    /// (set on the way to `evaler-kernel`, which has no such subcommand).
-    #[arg(skip)]
-    #[serde(default)]
-    evaler_exe: Option<PathBuf>,
 }
 
 fn usage(msg: impl std::fmt::Display) -> Result<i32> {
@@ -72,7 +68,7 @@ fn usage(msg: impl std::fmt::Display) -> Result<i32> {
     Ok(2)
 }
 
-pub fn main(mut args: KernelArgs) -> Result<i32> {
+pub fn main(args: KernelArgs) -> Result<i32> {
     let opts = match options(&args) {
         Ok(opts) => opts,
         Err(msg) => return usage(msg),
@@ -80,7 +76,6 @@ pub fn main(mut args: KernelArgs) -> Result<i32> {
     if let Ok(me) = std::env::current_exe() {
         let slim = me.with_file_name(SLIM_EXE);
         if slim.is_file() {
-            args.evaler_exe = Some(me);
             let json = serde_json::to_string(&args).context("encoding the kernel's arguments")?;
             // Returns only if the exec failed.
             let err = std::process::Command::new(&slim)
@@ -96,24 +91,33 @@ pub fn main(mut args: KernelArgs) -> Result<i32> {
     serve(opts)
 }
 
-/// `evaler-kernel --args-json JSON`, from [`main`].
+/// `evaler-kernel --args-json JSON`, from [`main`]; or `evaler-kernel
+/// stdio-server --lang D -- COMMAND...`, the STDIO server that a supervisor
+/// in `evaler-kernel` starts in the box (the same small executable again).
 pub fn slim_main() -> Result<i32> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let [flag, json] = argv.as_slice() else {
-        return usage(format!(
+    match argv.as_slice() {
+        [flag, json] if flag == ARGS_FLAG => {
+            let args: KernelArgs = match serde_json::from_str(json) {
+                Ok(args) => args,
+                Err(e) => return usage(format!("invalid {ARGS_FLAG}: {e}")),
+            };
+            match options(&args) {
+                Ok(opts) => serve(opts),
+                Err(msg) => usage(msg),
+            }
+        }
+        [cmd, rest @ ..] if cmd == "stdio-server" => {
+            match super::stdio_server::StdioServerArgs::from_supervisor(rest) {
+                Some(args) => super::stdio_server::main(args),
+                None => usage(format!(
+                    "{SLIM_EXE} stdio-server --lang DIALECT [-- COMMAND...]"
+                )),
+            }
+        }
+        _ => usage(format!(
             "{SLIM_EXE} is started by `evaler kernel`: {SLIM_EXE} {ARGS_FLAG} JSON"
-        ));
-    };
-    if flag != ARGS_FLAG {
-        return usage(format!("unknown option {flag:?} (expected {ARGS_FLAG})"));
-    }
-    let args: KernelArgs = match serde_json::from_str(json) {
-        Ok(args) => args,
-        Err(e) => return usage(format!("invalid {ARGS_FLAG}: {e}")),
-    };
-    match options(&args) {
-        Ok(opts) => serve(opts),
-        Err(msg) => usage(msg),
+        )),
     }
 }
 
@@ -126,7 +130,6 @@ fn options(args: &KernelArgs) -> std::result::Result<KernelOptions, String> {
     opts.exit_with_stdin = args.exit_with_stdin;
     opts.interrupt_grace = Duration::from_millis(args.interrupt_grace);
     opts.timeout_grace = Duration::from_millis(args.timeout_grace);
-    opts.evaler_exe = args.evaler_exe.clone();
     if let Some(t) = args.timeout {
         if !(t.is_finite() && t > 0.0 && t < 1e9) {
             return Err(format!(

@@ -24,6 +24,26 @@ pub struct StdioServerArgs {
     command: Vec<String>,
 }
 
+impl StdioServerArgs {
+    /// The arguments as the supervisor passes them, `--lang DIALECT [--
+    /// COMMAND...]`, for `evaler-kernel`, which has no clap parser.
+    pub fn from_supervisor(argv: &[String]) -> Option<StdioServerArgs> {
+        match argv {
+            [flag, lang] if flag == "--lang" => Some(StdioServerArgs {
+                lang: lang.clone(),
+                command: Vec::new(),
+            }),
+            [flag, lang, dashes, command @ ..] if flag == "--lang" && dashes == "--" => {
+                Some(StdioServerArgs {
+                    lang: lang.clone(),
+                    command: command.to_vec(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 pub fn main(args: StdioServerArgs) -> Result<i32> {
     let Some(dialect) = Dialect::parse(&args.lang) else {
         eprintln!(

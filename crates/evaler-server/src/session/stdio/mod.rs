@@ -127,6 +127,9 @@ pub fn default_command(dialect: Dialect) -> Vec<String> {
 /// Serves one connection until the session ends. Returns the process exit
 /// code to use.
 pub fn serve(stream: UnixStream, config: StdioConfig) -> io::Result<i32> {
+    // Started as /proc/self/fd/3 (see launch.rs), the process would show
+    // as `3` in ps and top.
+    let _ = nix::sys::prctl::set_name(c"evaler-stdio");
     let conn = Conn::new(stream)?;
     let name = config
         .command

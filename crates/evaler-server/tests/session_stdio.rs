@@ -102,8 +102,26 @@ fn bash_cells_keep_state_and_frame_output_exactly() {
     // Text shaped like a marker is just output.
     let r = s.run("printf '\\n__evaler_%032d 0\\n' 0; echo done");
     assert_eq!(r.stdout, format!("\n__evaler_{} 0\ndone\n", "0".repeat(32)));
+    redirections_last_and_cells_still_end(&mut s);
     s.send(SessionRequest::Kill);
     assert_eq!(s.join(), 0);
+}
+
+/// `exec >file` and `exec 2>&1` in a cell hold for the cells after it, as
+/// at a terminal, and every cell still ends.
+fn redirections_last_and_cells_still_end(s: &mut Server) {
+    let r = s.run("exec 7>&1 >/dev/null; echo hidden");
+    assert_eq!((r.status, r.stdout.as_str()), (Some(RunStatus::Ok), ""));
+    assert_eq!(s.run("echo still hidden").stdout, "");
+    assert_eq!(s.run("exec >&7 7>&-; echo back").stdout, "back\n");
+    let r = s.run("exec 7>&2 2>&1; echo to-stdout >&2");
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("to-stdout\n", ""));
+    let r = s.run("exec 2>&7 7>&-; echo to-stderr >&2");
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", "to-stderr\n"));
+    // The copies are read-only (unsetting one fails; zsh drops the rest
+    // of that line).
+    assert_eq!(s.run("unset __evaler_o").status, Some(RunStatus::Error));
+    assert_eq!(s.run("echo ok").stdout, "ok\n");
 }
 
 #[test]
@@ -182,6 +200,7 @@ fn zsh_state_stdin_and_incomplete_code() {
     let r = s.run("for i in 1 2; do");
     assert_eq!(r.status, Some(RunStatus::Error));
     assert_eq!(s.run("print -n x").stdout, "x");
+    redirections_last_and_cells_still_end(&mut s);
 }
 
 #[test]

@@ -13,8 +13,10 @@
 //! as two input lines: the cell gets EOF on stdin, a syntax error in the
 //! cell (`if true; then`) only fails the `.` command, and when an interrupt
 //! aborts the first line the shell still reads and runs the second.
-//! `__evaler_end` prints the marker on stdout and stderr and returns the
-//! cell's status, so `$?` in the next cell is the previous cell's, as at a
+//! `__evaler_end` prints the marker on stdout and stderr (copies of them
+//! the shell made at start, fds 10 and up: a cell's `exec >file` or
+//! `exec 2>&1` moves fds 1 and 2 for the cells after it too, as at a
+//! terminal, but must not hide the marker) and returns the cell's status, so `$?` in the next cell is the previous cell's, as at a
 //! terminal. It prints a given token once only, so the copy sent again after
 //! an interrupt (in case the SIGINT hit the marker line itself) is silent.
 
@@ -29,19 +31,19 @@ use crate::session::kernels::Dialect;
 
 const BASH_INIT: &str = "PS1=''; PS2=''; PS0=''; PS4='+ '; PROMPT_COMMAND=''; \
 unset HISTFILE MAILCHECK; set +o history; set +H; \
-__evaler_last=''; \
+__evaler_last=''; exec {__evaler_o}>&1 {__evaler_e}>&2; readonly __evaler_o __evaler_e; \
 __evaler_end() { if [[ \"$1\" == \"$__evaler_last\" ]]; then return \"$2\"; fi; \
-__evaler_last=$1; builtin printf '\\n%s %s\\n' \"$1\" \"$2\"; \
-builtin printf '\\n%s %s\\n' \"$1\" \"$2\" >&2; return \"$2\"; }\n";
+__evaler_last=$1; builtin printf '\\n%s %s\\n' \"$1\" \"$2\" >&\"$__evaler_o\"; \
+builtin printf '\\n%s %s\\n' \"$1\" \"$2\" >&\"$__evaler_e\"; return \"$2\"; }\n";
 
 const ZSH_INIT: &str = "PS1=''; PS2=''; PS3=''; PS4='+ '; RPS1=''; RPS2=''; PROMPT_EOL_MARK=''; \
 unsetopt prompt_sp prompt_cr prompt_subst beep correct correct_all; \
 setopt no_check_jobs no_check_running_jobs no_hup interactive_comments; \
 HISTFILE=''; SAVEHIST=0; \
-__evaler_last=''; \
+__evaler_last=''; exec {__evaler_o}>&1 {__evaler_e}>&2; readonly __evaler_o __evaler_e; \
 __evaler_end() { if [[ \"$1\" == \"$__evaler_last\" ]]; then return $2; fi; \
-__evaler_last=$1; builtin printf '\\n%s %s\\n' \"$1\" \"$2\"; \
-builtin printf '\\n%s %s\\n' \"$1\" \"$2\" >&2; return $2; }\n";
+__evaler_last=$1; builtin printf '\\n%s %s\\n' \"$1\" \"$2\" >&$__evaler_o; \
+builtin printf '\\n%s %s\\n' \"$1\" \"$2\" >&$__evaler_e; return $2; }\n";
 
 /// Sets the shell up and waits for it to be ready; start-up noise (bash's
 /// "no job control in this shell") is dropped.

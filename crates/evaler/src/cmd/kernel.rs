@@ -8,7 +8,7 @@
 //! a host runs one per session: its memory counts a hundred times. So once
 //! its arguments are checked, `evaler kernel` execs `evaler-kernel` from its
 //! own directory (same pid, same stdin), an executable with just the
-//! supervisor in it: a third of `evaler`'s code, and ~1.9 MiB less resident
+//! supervisor in it: a third of `evaler`'s code, and ~1.5 MiB less resident
 //! per session, since the kernel maps in nearly every page of an executable's
 //! code through fault-around. The arguments go over as JSON. It is also the
 //! STDIO server it starts in the box. Without `evaler-kernel` beside it,

@@ -152,6 +152,50 @@ fn memory_bomb_is_mle() {
     );
 }
 
+/// Page cache that a run brings in first (a compiler's files, an
+/// interpreter's modules) stays charged to the box after it: the next run's
+/// memory must not include it. Runs as root (the sandbox).
+#[test]
+fn memory_excludes_page_cache_left_by_earlier_runs() {
+    use std::io::Write;
+    use std::os::fd::{AsFd, OwnedFd};
+    // On disk (the target dir), not tmpfs: its cache can be dropped.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("big");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    for _ in 0..48 {
+        f.write_all(&chunk).unwrap();
+    }
+    f.sync_all().unwrap();
+    nix::fcntl::posix_fadvise(
+        f.as_fd(),
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+    let mut b = open();
+    let mut spec = sh("cat > /dev/null");
+    spec.stdin = Stdin::File(OwnedFd::from(std::fs::File::open(&path).unwrap()));
+    spec.limits = limits(5.0, 256);
+    let o = run(&mut b, spec);
+    assert_eq!(o.verdict, Verdict::Ok, "{o:?}");
+    assert!(
+        o.memory_kib > 40 * 1024,
+        "the file's cache was charged to the box: {} KiB",
+        o.memory_kib
+    );
+    let mut spec = sh("true");
+    spec.limits = limits(5.0, 256);
+    let o = run(&mut b, spec);
+    assert!(
+        o.memory_kib < 8 * 1024,
+        "cache of the run before counted: {} KiB",
+        o.memory_kib
+    );
+}
+
 #[test]
 fn memory_bomb_from_threads_is_mle() {
     let mut b = open();

@@ -129,6 +129,59 @@ pub(crate) struct Counters {
     cpu: Cpu,
     peak: PeakFiles,
     oom: Oom,
+    usage: Usage,
+    /// The smallest start-of-run usage seen in this box: what its keeper
+    /// holds with no page cache left over from earlier runs.
+    floor: AtomicU64,
+}
+
+/// What the box holds now, and how many times it reached its limit; read
+/// at `begin_run` and at the end to tell the run's own memory from what
+/// earlier runs left charged to the box (see [`RunMeter::memory_peak_bytes`]).
+#[derive(Debug)]
+enum Usage {
+    /// v1 `memory.usage_in_bytes` and `memory.failcnt`, with their `memsw`
+    /// twins when swap accounting exists (the peak is the larger of the two).
+    V1 {
+        mem: Source,
+        memsw: Option<Source>,
+        failcnt: Source,
+        memsw_failcnt: Option<Source>,
+    },
+    /// v2 `memory.current`, and `memory.events` `max`.
+    V2 { current: Source, events: Source },
+}
+
+impl Usage {
+    fn bytes(&self) -> Result<u64, CgroupError> {
+        match self {
+            Usage::V1 { mem, memsw, .. } => {
+                let m = mem.u64()?;
+                match memsw {
+                    Some(sw) => Ok(m.max(sw.u64()?)),
+                    None => Ok(m),
+                }
+            }
+            Usage::V2 { current, .. } => current.u64(),
+        }
+    }
+
+    fn limit_hits(&self) -> Result<u64, CgroupError> {
+        match self {
+            Usage::V1 {
+                failcnt,
+                memsw_failcnt,
+                ..
+            } => {
+                let sw = match memsw_failcnt {
+                    Some(f) => f.u64()?,
+                    None => 0,
+                };
+                Ok(failcnt.u64()?.saturating_add(sw))
+            }
+            Usage::V2 { events, .. } => Ok(pread_key(&events.file, &events.path, "max")?),
+        }
+    }
 }
 
 fn open_rw(path: PathBuf) -> Result<Option<Source>, CgroupError> {
@@ -171,10 +224,18 @@ impl Counters {
                 kind: OomKind::V1Failcnt,
             }
         };
+        let usage = Usage::V1 {
+            mem: Source::open(mem_dir.join("memory.usage_in_bytes"))?,
+            memsw: Source::open_optional(mem_dir.join("memory.memsw.usage_in_bytes"))?,
+            failcnt: Source::open(mem_dir.join("memory.failcnt"))?,
+            memsw_failcnt: Source::open_optional(mem_dir.join("memory.memsw.failcnt"))?,
+        };
         Ok(Counters {
             cpu,
             peak: PeakFiles::V1 { mem, memsw },
             oom,
+            usage,
+            floor: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -207,6 +268,11 @@ impl Counters {
                 src: Source::open(dir.join("memory.events"))?,
                 kind: OomKind::V2Events,
             },
+            usage: Usage::V2 {
+                current: Source::open(dir.join("memory.current"))?,
+                events: Source::open(dir.join("memory.events"))?,
+            },
+            floor: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -229,9 +295,13 @@ impl Counters {
             PeakFiles::V2Unresettable { peak: Some(_), .. } if fresh => PeakMode::Lifetime,
             PeakFiles::V2Unresettable { .. } => PeakMode::Sampled(AtomicU64::new(0)),
         };
+        let mem_base = self.usage.bytes()?;
+        self.floor.fetch_min(mem_base, Ordering::Relaxed);
         Ok(RunMeter {
             cpu_base_ns: self.cpu.nanos()?,
             oom_base: self.oom.count()?,
+            mem_base,
+            hits_base: self.usage.limit_hits()?,
             counters: Arc::clone(self),
             peak,
         })
@@ -251,6 +321,10 @@ pub struct RunMeter {
     counters: Arc<Counters>,
     cpu_base_ns: u64,
     oom_base: u64,
+    /// The box's usage at `begin_run`.
+    mem_base: u64,
+    /// Its limit-hit count then.
+    hits_base: u64,
     peak: PeakMode,
 }
 
@@ -263,13 +337,33 @@ impl RunMeter {
         Ok(Duration::from_nanos(now.saturating_sub(self.cpu_base_ns)))
     }
 
-    /// Peak memory charged to the box during this run, in bytes (see the
-    /// module documentation for what is included).
+    /// Peak memory of this run, in bytes: the box's peak usage less the
+    /// page cache that earlier runs left charged to it (see the module
+    /// documentation for what is charged).
+    ///
+    /// Page cache a run brings in first (a compiler's files, an
+    /// interpreter's modules) stays charged to the box for as long as it
+    /// stays cached: after a compilation an a+b run would show 50 MiB. That
+    /// leftover is the box's usage at `begin_run` above its floor, the
+    /// smallest start-of-run usage it has had (its keeper alone, which stays
+    /// counted as before). If the box reached its limit during the run, the
+    /// kernel may have reclaimed some of the leftover to make room: then the
+    /// whole peak is the run's (it is at most the limit).
     ///
     /// In the v2 sampling fallback (kernel without resettable
     /// `memory.peak`, on a reused box) each call samples `memory.current`
     /// and returns the maximum seen so far: call it periodically.
     pub fn memory_peak_bytes(&self) -> Result<u64, CgroupError> {
+        let peak = self.box_peak_bytes()?;
+        if self.counters.usage.limit_hits()? > self.hits_base {
+            return Ok(peak);
+        }
+        let floor = self.counters.floor.load(Ordering::Relaxed);
+        Ok(peak.saturating_sub(self.mem_base.saturating_sub(floor)))
+    }
+
+    /// The box's own peak usage since `begin_run`, baseline included.
+    fn box_peak_bytes(&self) -> Result<u64, CgroupError> {
         match (&self.counters.peak, &self.peak) {
             (PeakFiles::V1 { mem, memsw }, _) => {
                 let m = mem.u64()?;

@@ -92,7 +92,9 @@
 //! touched them first, so they usually do not count. Resetting the peak
 //! sets it to the box's *current* usage, not to zero (v1 semantics of
 //! writing 0 to `max_usage_in_bytes`; v2's per-fd reset does the same), so
-//! anything still charged at `begin_run` is part of the baseline.
+//! anything still charged at `begin_run` is in the peak: the meter reads
+//! that usage then and subtracts what earlier runs left above the box's
+//! floor ([`RunMeter::memory_peak_bytes`]).
 //!
 //! On v2, a resettable `memory.peak` needs Linux >= 6.12: the file is opened
 //! read-write, `reset` is written, and the peak is read through that same

@@ -67,6 +67,11 @@ pub struct SessionOptions {
     pub memory_kib: Option<u64>,
     /// Processes and threads alive at once; `None`: the kernel's default.
     pub processes: Option<u64>,
+    /// Time limit of each cell run with [`Session::run`] or
+    /// [`Session::run_and_kill`] (sent as the RUN's `timeout`, so the kernel
+    /// stops the cell then, as [`Session::run_with_timeout`] does); `None`:
+    /// cells run until they end or are interrupted.
+    pub cell_timeout: Option<Duration>,
     /// How long the kernel may take to print its address.
     pub start_timeout: Duration,
     /// PING period while idle; `None`: no health checks.
@@ -91,6 +96,7 @@ impl Default for SessionOptions {
             evaler: None,
             memory_kib: None,
             processes: None,
+            cell_timeout: None,
             start_timeout: Duration::from_secs(10),
             ping_interval: Some(Duration::from_secs(5)),
             ping_timeout: Duration::from_secs(3),
@@ -258,9 +264,14 @@ impl Session {
     }
 
     /// Runs a cell and returns its RESULT (whatever its status: `error`,
-    /// `exited`...). Errors only when no RESULT can come.
+    /// `exited`...), within [`SessionOptions::cell_timeout`] if set. Errors
+    /// only when no RESULT can come.
     pub async fn run(&self, code: &str) -> Result<RunResult, SessionError> {
-        self.run_inner(code, None, false).await
+        self.run_inner(code, self.cell_timeout(), false).await
+    }
+
+    fn cell_timeout(&self) -> Option<Duration> {
+        self.opts.cell_timeout.filter(|t| !t.is_zero())
     }
 
     /// Runs a cell with a time limit: the kernel interrupts it at the
@@ -277,9 +288,10 @@ impl Session {
         self.run_inner(code, Some(timeout), false).await
     }
 
-    /// Runs a cell, then ends the session.
+    /// Runs a cell (within [`SessionOptions::cell_timeout`] if set), then
+    /// ends the session.
     pub async fn run_and_kill(&self, code: &str) -> Result<RunResult, SessionError> {
-        self.run_inner(code, None, true).await
+        self.run_inner(code, self.cell_timeout(), true).await
     }
 
     /// Interrupts the running cell (Ctrl-C); its RESULT gets status

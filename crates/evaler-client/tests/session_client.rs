@@ -220,6 +220,34 @@ async fn timeouts_interrupts_and_blocked_reads() {
     assert!(s.status().is_dead());
 }
 
+/// `SessionOptions::cell_timeout` bounds every `run` without a timeout of
+/// its own. Runs as root (the sandbox).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cell_timeout_applies_to_every_run() {
+    let s = Session::start(
+        "python",
+        SessionOptions {
+            cell_timeout: Some(Duration::from_millis(300)),
+            ..opts()
+        },
+    )
+    .await
+    .unwrap();
+    s.run("x = 1").await.unwrap();
+    let t = Instant::now();
+    let r = s.run("import time\ntime.sleep(30)").await.unwrap();
+    assert_eq!(r.status, Some(RunStatus::Timeout), "{r:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(s.run("x").await.unwrap().value.as_deref(), Some("1"));
+    // An explicit timeout still wins.
+    let r = s
+        .run_with_timeout("time.sleep(0.5); 2", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.value.as_deref(), Some("2"), "{r:?}");
+    s.kill().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_is_reported_and_restart_brings_a_fresh_session() {
     let mut s = Session::start("bash", opts()).await.unwrap();

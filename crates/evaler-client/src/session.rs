@@ -383,6 +383,9 @@ async fn spawn_kernel(
     if let Some(p) = opts.processes {
         cmd.arg("--processes").arg(p.to_string());
     }
+    // Its own process group: a Ctrl-C at the host's terminal goes to the
+    // host, which decides (an INTERRUPT, say), not straight to the kernel.
+    cmd.process_group(0);
     cmd.args(&opts.extra_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

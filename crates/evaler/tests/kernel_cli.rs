@@ -213,6 +213,9 @@ impl Kernel {
             assert!(Instant::now() < deadline, "processes left behind: {left:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
+        let name = format!("evaler-{}", self.child.id());
+        let left = dirs_named(Path::new("/sys/fs/cgroup"), &name, 4);
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
     }
 
     fn kill(mut self) {
@@ -491,6 +494,65 @@ fn timeouts_stop_the_cell_or_end_the_session() {
     assert_eq!(r["status"], "timeout", "{r}");
     assert!(stderr(&r).contains("slow (Slow)"), "{r}");
     k.kill();
+}
+
+/// SIGTERM, SIGINT and SIGHUP end `evaler kernel` as KILL does: it exits
+/// with 128 + the signal, leaving no process and none of its cgroups
+/// (`evaler-PID` in every hierarchy). Runs as root (sandbox, cgroups).
+#[test]
+fn signals_end_the_kernel_and_leave_nothing() {
+    for (name, number) in [("TERM", 15), ("INT", 2), ("HUP", 1)] {
+        let mut k = Kernel::start("python");
+        k.run("import time");
+        let pid = k.child.id();
+        let mine = dirs_named(Path::new("/sys/fs/cgroup"), &format!("evaler-{pid}"), 4);
+        assert!(!mine.is_empty(), "the kernel's cgroups are found");
+        let st = Command::new("kill")
+            .args(["-s", name, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let st = loop {
+            if let Some(st) = k.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "SIG{name}: still running");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(st.code(), Some(128 + number), "SIG{name}: {st}");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !alive(&k.procs).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "SIG{name}: processes left: {:?}",
+                alive(&k.procs)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = dirs_named(Path::new("/sys/fs/cgroup"), &format!("evaler-{pid}"), 4);
+        assert!(left.is_empty(), "SIG{name}: cgroups left: {left:?}");
+    }
+}
+
+/// Directories called `name` under `dir`, `depth` levels down at most (an
+/// instance's cgroup sits under evaler's own, e.g. memory/process_api/ID/).
+fn dirs_named(dir: &Path, name: &str, depth: u32) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in rd.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name() == name {
+            found.push(e.path());
+        } else if depth > 1 {
+            found.extend(dirs_named(&e.path(), name, depth - 1));
+        }
+    }
+    found
 }
 
 #[test]

@@ -135,25 +135,39 @@ pub fn launch(sandbox: Sandbox, run: RunSpec) -> std::io::Result<Launched> {
     let thread = std::thread::Builder::new()
         .name("evaler-session".into())
         .spawn(move || {
+            // The box and the sandbox (the instance's cgroups) are gone
+            // before the end is reported: the kernel exits as soon as it
+            // hears, which would cut their removal short.
             let mut sandbox_box = match sandbox.open_box() {
                 Ok(b) => b,
                 Err(e) => {
+                    drop(sandbox);
                     let _ = started_tx.send(Err(e.to_string()));
                     return;
                 }
             };
+            let mut started_tx = Some(started_tx);
             let outcome = match sandbox_box.spawn(run) {
                 Ok(running) => {
-                    let _ = started_tx.send(Ok(running.handle()));
-                    running.wait().map_err(|e| e.to_string())
+                    if let Some(tx) = started_tx.take() {
+                        let _ = tx.send(Ok(running.handle()));
+                    }
+                    Ok(running.wait().map_err(|e| e.to_string()))
                 }
-                Err(e) => {
-                    let _ = started_tx.send(Err(e.to_string()));
-                    return;
-                }
+                Err(e) => Err(e.to_string()),
             };
             drop(sandbox_box);
-            let _ = ended_tx.send(outcome);
+            drop(sandbox);
+            match outcome {
+                Ok(outcome) => {
+                    let _ = ended_tx.send(outcome);
+                }
+                Err(msg) => {
+                    if let Some(tx) = started_tx.take() {
+                        let _ = tx.send(Err(msg));
+                    }
+                }
+            }
         })?;
     Ok(Launched {
         started,

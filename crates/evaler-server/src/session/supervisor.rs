@@ -45,6 +45,7 @@ use evaler_sandbox::{Outcome, ProcessHandle, Sandbox, SandboxConfig};
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tokio_util::codec::Framed;
 
@@ -278,6 +279,8 @@ struct Dead {
 
 enum Event {
     StdinEof,
+    /// SIGTERM, SIGINT or SIGHUP: end the session as KILL does, cleanly.
+    Signal(i32),
     Started(Option<Result<ProcessHandle, String>>),
     Server(Option<Result<BytesMut, StreamError>>),
     Ended(Option<Result<Outcome, String>>),
@@ -386,6 +389,20 @@ async fn sleep_opt(at: Option<Instant>) {
     }
 }
 
+/// The first of `signals` to arrive (its number); pending forever if none.
+async fn next_signal(signals: &mut [(i32, Signal)]) -> i32 {
+    if signals.is_empty() {
+        return std::future::pending().await;
+    }
+    let ((_, sig), _, _) = futures::future::select_all(
+        signals
+            .iter_mut()
+            .map(|(n, s)| Box::pin(async move { (s.recv().await, *n) })),
+    )
+    .await;
+    sig
+}
+
 fn connection_error(reason: &str) -> SessionReply {
     SessionReply::ConnectionError(ConnectionError {
         value: Some(reason.to_string()),
@@ -394,11 +411,25 @@ fn connection_error(reason: &str) -> SessionReply {
 
 impl Kernel {
     async fn run(mut self) -> i32 {
+        // Without handlers these signals would end the process before it
+        // removes its box: a `kill` or a Ctrl-C must leave nothing behind.
+        let mut signals = Vec::new();
+        for kind in [
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+            SignalKind::hangup(),
+        ] {
+            match signal(kind) {
+                Ok(s) => signals.push((kind.as_raw_value(), s)),
+                Err(e) => tracing::warn!("cannot handle signal {}: {e}", kind.as_raw_value()),
+            }
+        }
         while self.exit.is_none() {
             let timer = self.next_timer();
             let accepting = self.client.is_none();
             let ev = tokio::select! {
                 biased;
+                sig = next_signal(&mut signals) => Event::Signal(sig),
                 _ = recv_opt(&mut self.stdin_eof) => Event::StdinEof,
                 r = recv_opt(&mut self.started) => Event::Started(r),
                 p = next_opt(&mut self.server) => Event::Server(p),
@@ -421,6 +452,11 @@ impl Kernel {
                 tracing::debug!("standard input closed: ending the session");
                 self.kill();
                 self.exit = Some(0);
+            }
+            Event::Signal(sig) => {
+                tracing::debug!(sig, "signalled: ending the session");
+                self.kill();
+                self.exit = Some(128 + sig);
             }
             Event::Started(r) => self.on_started(r).await,
             Event::Server(p) => self.on_server(p).await,

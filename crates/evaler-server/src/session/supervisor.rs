@@ -164,6 +164,14 @@ pub fn run_kernel(
         output_cap: opts.output_cap,
     };
     let run = launch::build_spec(&spec, &params, theirs).map_err(KernelError::Setup)?;
+    if !opts.listen.ip().is_loopback() {
+        // The session protocol has no authentication (the seed's clients
+        // send none): say so where the operator sees it.
+        tracing::warn!(
+            addr = %opts.listen,
+            "listening beyond loopback: anyone who can reach this address can run code in the session"
+        );
+    }
     let listener = std::net::TcpListener::bind(opts.listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;

@@ -502,45 +502,42 @@ fn v1_without_swap_accounting_or_oom_kill_counter() {
 /// whole peak counts.
 #[test]
 fn memory_excludes_what_earlier_runs_left_in_the_box() {
-    let f = FakeV1::new(true, true);
-    let inst = f.detect().create_instance().unwrap();
-    let b = inst.create_box(0).unwrap();
-    let mem = b.paths()[0].clone();
-    let set = |name: &str, v: u64| put(&mem.join(name), &format!("{v}\n"));
-    // The keeper alone: 1 MiB.
-    set("memory.usage_in_bytes", MIB);
-    let m = b.begin_run().unwrap();
-    set("memory.max_usage_in_bytes", 3 * MIB);
-    assert_eq!(m.memory_peak_bytes().unwrap(), 3 * MIB);
-    // That run left 50 MiB of page cache charged to the box.
-    set("memory.usage_in_bytes", 51 * MIB);
-    let m = b.begin_run().unwrap();
-    set("memory.max_usage_in_bytes", 53 * MIB);
-    set("memory.memsw.max_usage_in_bytes", 52 * MIB);
-    assert_eq!(m.memory_peak_bytes().unwrap(), 3 * MIB);
-    // This one reached the limit: all of the peak.
-    set("memory.failcnt", 3);
-    set("memory.max_usage_in_bytes", 64 * MIB);
-    assert_eq!(m.memory_peak_bytes().unwrap(), 64 * MIB);
-
-    let f = FakeV2::new("cpu memory pids", "");
-    let inst = f.detect().create_instance().unwrap();
-    let b = inst.create_box(0).unwrap();
-    let dir = b.paths()[0].clone();
-    let set = |name: &str, v: u64| put(&dir.join(name), &format!("{v}\n"));
-    set("memory.current", MIB);
-    let m = b.begin_run().unwrap();
-    set("memory.peak", 5 * MIB);
-    assert_eq!(m.memory_peak_bytes().unwrap(), 5 * MIB);
-    set("memory.current", 41 * MIB);
-    let m = b.begin_run().unwrap();
-    set("memory.peak", 45 * MIB);
-    assert_eq!(m.memory_peak_bytes().unwrap(), 5 * MIB);
-    put(
-        &dir.join("memory.events"),
-        "low 0\nhigh 0\nmax 1\noom 0\noom_kill 0\noom_group_kill 0\n",
-    );
-    assert_eq!(m.memory_peak_bytes().unwrap(), 45 * MIB);
+    let (v1, v2) = (FakeV1::new(true, true), FakeV2::new("cpu memory pids", ""));
+    let cases = [
+        (
+            v1.detect(),
+            ["memory.usage_in_bytes", "memory.max_usage_in_bytes"],
+            ("memory.failcnt", "3\n"),
+        ),
+        (
+            v2.detect(),
+            ["memory.current", "memory.peak"],
+            (
+                "memory.events",
+                "low 0\nhigh 0\nmax 1\noom 0\noom_kill 0\noom_group_kill 0\n",
+            ),
+        ),
+    ];
+    for (cg, [usage, peak], (hits, hit)) in cases {
+        let inst = cg.create_instance().unwrap();
+        let b = inst.create_box(0).unwrap();
+        let dir = b.paths()[0].clone();
+        let set = |name: &str, v: u64| put(&dir.join(name), &format!("{v}\n"));
+        // The keeper alone: 1 MiB.
+        set(usage, MIB);
+        let m = b.begin_run().unwrap();
+        set(peak, 3 * MIB);
+        assert_eq!(m.memory_peak_bytes().unwrap(), 3 * MIB, "{peak}");
+        // That run left 50 MiB of page cache charged to the box.
+        set(usage, 51 * MIB);
+        let m = b.begin_run().unwrap();
+        set(peak, 53 * MIB);
+        assert_eq!(m.memory_peak_bytes().unwrap(), 3 * MIB, "{peak}");
+        // This one reached the limit: all of the peak.
+        put(&dir.join(hits), hit);
+        set(peak, 64 * MIB);
+        assert_eq!(m.memory_peak_bytes().unwrap(), 64 * MIB, "{peak}");
+    }
 }
 
 #[test]

@@ -397,18 +397,26 @@ async fn sleep_opt(at: Option<Instant>) {
     }
 }
 
-/// The first of `signals` to arrive (its number); pending forever if none.
-async fn next_signal(signals: &mut [(i32, Signal)]) -> i32 {
-    if signals.is_empty() {
-        return std::future::pending().await;
+/// A handler for `kind` with its number, or `None` (logged) if it cannot
+/// be installed.
+fn handler(kind: SignalKind) -> Option<(i32, Signal)> {
+    let n = kind.as_raw_value();
+    signal(kind)
+        .map_err(|e| tracing::warn!("cannot handle signal {n}: {e}"))
+        .ok()
+        .map(|s| (n, s))
+}
+
+/// The signal's next delivery (its number); pending forever without a
+/// handler.
+async fn delivered(h: &mut Option<(i32, Signal)>) -> i32 {
+    match h {
+        Some((n, s)) => {
+            s.recv().await;
+            *n
+        }
+        None => std::future::pending().await,
     }
-    let ((_, sig), _, _) = futures::future::select_all(
-        signals
-            .iter_mut()
-            .map(|(n, s)| Box::pin(async move { (s.recv().await, *n) })),
-    )
-    .await;
-    sig
 }
 
 fn connection_error(reason: &str) -> SessionReply {
@@ -421,23 +429,17 @@ impl Kernel {
     async fn run(mut self) -> i32 {
         // Without handlers these signals would end the process before it
         // removes its box: a `kill` or a Ctrl-C must leave nothing behind.
-        let mut signals = Vec::new();
-        for kind in [
-            SignalKind::terminate(),
-            SignalKind::interrupt(),
-            SignalKind::hangup(),
-        ] {
-            match signal(kind) {
-                Ok(s) => signals.push((kind.as_raw_value(), s)),
-                Err(e) => tracing::warn!("cannot handle signal {}: {e}", kind.as_raw_value()),
-            }
-        }
+        let mut term = handler(SignalKind::terminate());
+        let mut int = handler(SignalKind::interrupt());
+        let mut hup = handler(SignalKind::hangup());
         while self.exit.is_none() {
             let timer = self.next_timer();
             let accepting = self.client.is_none();
             let ev = tokio::select! {
                 biased;
-                sig = next_signal(&mut signals) => Event::Signal(sig),
+                sig = delivered(&mut term) => Event::Signal(sig),
+                sig = delivered(&mut int) => Event::Signal(sig),
+                sig = delivered(&mut hup) => Event::Signal(sig),
                 _ = recv_opt(&mut self.stdin_eof) => Event::StdinEof,
                 r = recv_opt(&mut self.started) => Event::Started(r),
                 p = next_opt(&mut self.server) => Event::Server(p),

@@ -37,6 +37,15 @@ impl Source {
     fn u64(&self) -> Result<u64, CgroupError> {
         pread_u64(&self.file, &self.path)
     }
+
+    /// The larger of this and its v1 `memsw` twin, if that exists.
+    fn max_with(&self, memsw: Option<&Source>) -> Result<u64, CgroupError> {
+        let m = self.u64()?;
+        match memsw {
+            Some(sw) => Ok(m.max(sw.u64()?)),
+            None => Ok(m),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -155,13 +164,7 @@ enum Usage {
 impl Usage {
     fn bytes(&self) -> Result<u64, CgroupError> {
         match self {
-            Usage::V1 { mem, memsw, .. } => {
-                let m = mem.u64()?;
-                match memsw {
-                    Some(sw) => Ok(m.max(sw.u64()?)),
-                    None => Ok(m),
-                }
-            }
+            Usage::V1 { mem, memsw, .. } => mem.max_with(memsw.as_ref()),
             Usage::V2 { current, .. } => current.u64(),
         }
     }
@@ -365,13 +368,7 @@ impl RunMeter {
     /// The box's own peak usage since `begin_run`, baseline included.
     fn box_peak_bytes(&self) -> Result<u64, CgroupError> {
         match (&self.counters.peak, &self.peak) {
-            (PeakFiles::V1 { mem, memsw }, _) => {
-                let m = mem.u64()?;
-                match memsw {
-                    Some(sw) => Ok(m.max(sw.u64()?)),
-                    None => Ok(m),
-                }
-            }
+            (PeakFiles::V1 { mem, memsw }, _) => mem.max_with(memsw.as_ref()),
             (PeakFiles::V2Reset(s), _) => s.u64(),
             (PeakFiles::V2Unresettable { peak: Some(s), .. }, PeakMode::Lifetime) => s.u64(),
             (PeakFiles::V2Unresettable { current, .. }, PeakMode::Sampled(max)) => {

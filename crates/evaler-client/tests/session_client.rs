@@ -119,6 +119,16 @@ async fn assert_gone(procs: &HashSet<(u32, String)>) {
 async fn state_values_and_status() {
     let s = Session::start("python", opts()).await.expect("start");
     assert_eq!(s.status(), SessionStatus::Idle);
+    // The kernel leads a process group of its own: a Ctrl-C at the host's
+    // terminal (SIGINT to the host's group) does not reach it.
+    let pgrp = |pid: u32| -> u32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let (_, rest) = stat.rsplit_once(')').unwrap();
+        rest.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let kernel = s.kernel_pid().unwrap();
+    assert_eq!(pgrp(kernel), kernel);
+    assert_ne!(pgrp(kernel), pgrp(std::process::id()));
     let mut watch = s.subscribe();
     let r = s.run("x = 20").await.unwrap();
     assert_eq!(r.status, Some(RunStatus::Ok));

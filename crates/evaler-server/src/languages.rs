@@ -43,7 +43,13 @@ pub const LANGUAGES_ENV: &str = "EVALER_LANGUAGES";
 pub const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Placeholder names accepted in `run` arguments, without braces.
-pub const PLACEHOLDERS: [&str; 4] = ["memory_kib", "memory_mib", "stack_kib", "stack_mib"];
+pub const PLACEHOLDERS: [&str; 5] = [
+    "memory_kib",
+    "memory_mib",
+    "stack_kib",
+    "stack_mib",
+    "stack_kib_usable",
+];
 
 /// Most bytes of a version command's stdout and stderr that are read.
 const VERSION_OUTPUT_LIMIT: u64 = 64 * 1024;
@@ -120,7 +126,7 @@ fn origin(path: Option<&Path>) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlaceholderError {
     #[error(
-        "unknown placeholder `{{{name}}}` (known: memory_kib, memory_mib, stack_kib, stack_mib)"
+        "unknown placeholder `{{{name}}}` (known: memory_kib, memory_mib, stack_kib, stack_mib, stack_kib_usable)"
     )]
     Unknown { name: String },
     #[error("unmatched `{brace}` at byte {offset} (write `{brace}{brace}` for a literal brace)")]
@@ -135,7 +141,10 @@ pub struct RunParams {
     /// (rounded down, at least 1).
     pub memory_kib: u64,
     /// Stack limit of the run, KiB: `{stack_kib}`, and `{stack_mib}`
-    /// (rounded down, at least 1).
+    /// (rounded down, at least 1); `{stack_kib_usable}` keeps a sixteenth
+    /// of it (at least 256 KiB) for the runtime's own frames, for
+    /// interpreters that bound their stack themselves (node's
+    /// `--stack-size`) and would crash, not throw, past the real one.
     pub stack_kib: u64,
 }
 
@@ -154,6 +163,10 @@ impl RunParams {
             "memory_mib" => Some((self.memory_kib / 1024).max(1)),
             "stack_kib" => Some(self.stack_kib),
             "stack_mib" => Some((self.stack_kib / 1024).max(1)),
+            "stack_kib_usable" => {
+                let guard = (self.stack_kib / 16).max(256);
+                Some(self.stack_kib.saturating_sub(guard).max(64))
+            }
             _ => None,
         }
     }
@@ -792,6 +805,16 @@ mod tests {
         };
         let s = expand_placeholders("{memory_kib}k {memory_mib}m {stack_kib}k {stack_mib}m", &p);
         assert_eq!(s.unwrap(), "1500k 1m 100k 1m");
+        let usable = |stack_kib| {
+            let p = RunParams {
+                memory_kib: 1,
+                stack_kib,
+            };
+            expand_placeholders("{stack_kib_usable}", &p).unwrap()
+        };
+        assert_eq!(usable(65536), "61440");
+        assert_eq!(usable(1024), "768");
+        assert_eq!(usable(100), "64");
         assert_eq!(expand_placeholders("}}{{", &p).unwrap(), "}{");
         assert_eq!(expand_placeholders("plain", &p).unwrap(), "plain");
         assert_eq!(expand_placeholders("é{stack_kib}é", &p).unwrap(), "é100é");

@@ -194,6 +194,35 @@ async fn verdicts_statuses_and_comments() {
     server.stop().await;
 }
 
+/// `stacklimit` bounds JavaScript's recursion too: node gets
+/// `--stack-size` from it (V8's own default is ~1 MiB, whatever the limit).
+/// Runs as root (the sandbox).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_limit_applies_to_javascript() {
+    let server = start(config()).await;
+    let mut c = Raw::connect(server.addr).await;
+    let code = "function depth(n) { return n === 0 ? 0 : 1 + depth(n - 1); }\n\
+                const n = Number(require('fs').readFileSync(0, 'utf8'));\n\
+                console.log(depth(n));\n";
+    c.send(&compile(1, "javascript", code)).await;
+    let r = c.expect().await;
+    assert_eq!(r["success"], true, "{r}");
+    let mut deep = test(1, 1, "200000");
+    deep["timelimit"] = json!(5);
+    deep["stacklimit"] = json!(262144);
+    c.send(&deep).await;
+    let r = c.expect().await;
+    assert_eq!(r["verdict"], "OK", "{r}");
+    assert_eq!(r["output"], "200000\n", "{r}");
+    // The same depth in a 4 MiB stack: a stack overflow, not a hang.
+    deep["tid"] = json!(2);
+    deep["stacklimit"] = json!(4096);
+    c.send(&deep).await;
+    let r = c.expect().await;
+    assert_eq!(r["verdict"], "RE", "{r}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_come_out_of_order() {
     let server = start(config()).await;

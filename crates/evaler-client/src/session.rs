@@ -32,9 +32,11 @@
 //!
 //! **Lifetime.** A session never outlives its host: the kernel's stdin is a
 //! pipe from this process and it ends its sandbox when the pipe closes (the
-//! host died), and dropping a `Session` kills the kernel. [`Session::kill`]
-//! sends KILL and, if the kernel is still there after
-//! [`SessionOptions::kill_grace`], kills the process.
+//! host died), and dropping a `Session` ends the kernel. [`Session::kill`]
+//! sends KILL and closes that pipe, waits up to
+//! [`SessionOptions::kill_grace`] for the kernel to exit, and otherwise lets
+//! it finish removing its sandbox in the background (killing it if it has
+//! not exited 5 s later).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -78,7 +80,9 @@ pub struct SessionOptions {
     pub ping_interval: Option<Duration>,
     /// How long a PING may go unanswered.
     pub ping_timeout: Duration,
-    /// After KILL, how long before the kernel process is killed.
+    /// How long [`Session::kill`] waits for the kernel to exit after KILL.
+    /// A kernel still there is left to finish removing its sandbox in the
+    /// background, and killed if it has not exited 5 s later.
     pub kill_grace: Duration,
     /// For RUNs with a timeout: how long after it the RESULT may still come
     /// before the session is declared dead (the kernel itself stops cells
@@ -390,7 +394,10 @@ async fn spawn_kernel(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        // Not killed on drop: a kernel told to stop (KILL, or its stdin
+        // closing) removes its sandbox, cgroups included, before it exits;
+        // a SIGKILL in the middle would leave them to the next start's sweep.
+        .kill_on_drop(false);
     let mut child = cmd
         .spawn()
         .map_err(|e| SessionError::Start(format!("cannot run {}: {e}", bin.display())))?;
@@ -462,7 +469,7 @@ async fn spawn_kernel(
     status.send_replace(SessionStatus::Idle);
     let actor = Actor {
         framed: Some(framed),
-        child,
+        child: Some(child),
         child_exited: false,
         _stdin: stdin,
         cmds: rx,
@@ -500,7 +507,8 @@ struct PendingPing {
 /// Owns the connection and the kernel process.
 struct Actor {
     framed: Option<Framed<TcpStream, SessionClientCodec>>,
-    child: Child,
+    /// `None` once handed to the reaper (see [`Actor::end_kernel`]).
+    child: Option<Child>,
     child_exited: bool,
     /// Never written: closing it (this process died) ends the kernel.
     _stdin: Option<ChildStdin>,
@@ -525,6 +533,10 @@ const BIG_BUFFER: usize = 64 * 1024;
 /// shrink: back-to-back big cells reuse theirs, an idle session holds no
 /// megabytes for a RESULT long gone.
 const SHRINK_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a kernel that outlived [`SessionOptions::kill_grace`] gets to
+/// exit by itself before it is killed.
+const REAP_AFTER: Duration = Duration::from_secs(5);
 
 enum Ev {
     Cmd(Option<Cmd>),
@@ -621,7 +633,12 @@ impl Actor {
                     }
                 } => Ev::Packet(p),
                 c = self.cmds.recv() => Ev::Cmd(c),
-                s = self.child.wait(), if !self.child_exited => Ev::ChildExited(s),
+                s = async {
+                    match &mut self.child {
+                        Some(c) => c.wait().await,
+                        None => std::future::pending().await,
+                    }
+                }, if !self.child_exited => Ev::ChildExited(s),
                 _ = async {
                     match timer {
                         Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -929,16 +946,31 @@ impl Actor {
             }
             let _ = SinkExt::<SessionRequest>::close(&mut f).await;
         }
+        // EOF on its stdin too: the kernel's other way of being told.
+        self._stdin = None;
         if self.child_exited {
             return;
         }
-        match tokio::time::timeout(self.opts.kill_grace, self.child.wait()).await {
-            Ok(_) => {}
-            Err(_) => {
-                let _ = self.child.start_kill();
-                let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-            }
-        }
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         self.child_exited = true;
+        if tokio::time::timeout(self.opts.kill_grace, child.wait())
+            .await
+            .is_err()
+        {
+            // Its session is over (the box dies on KILL); it is still
+            // removing the sandbox. Let it, in the background, and kill it
+            // only if it hangs.
+            tokio::spawn(async move {
+                if tokio::time::timeout(REAP_AFTER, child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
+            });
+        }
     }
 }

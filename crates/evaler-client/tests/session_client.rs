@@ -308,13 +308,26 @@ async fn dropping_a_session_leaves_no_process() {
     s.run("import subprocess; p = subprocess.Popen(['sleep', '100'])")
         .await
         .unwrap();
-    let procs = tree(s.kernel_pid().unwrap());
+    let kernel = s.kernel_pid().unwrap();
+    let procs = tree(kernel);
     assert!(
         procs.len() >= 4,
         "kernel, sandbox and server expected: {procs:?}"
     );
+    // The kernel's cgroups (`evaler-PID`, under evaler's own cgroup in each
+    // hierarchy) go too: the kernel is told to stop, not killed mid-cleanup.
+    let cgroups = || {
+        let out = std::process::Command::new("find")
+            .args(["/sys/fs/cgroup", "-maxdepth", "4", "-type", "d"])
+            .args(["-name", &format!("evaler-{kernel}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!cgroups().is_empty(), "the kernel's cgroups are found");
     drop(s);
     assert_gone(&procs).await;
+    assert_eq!(cgroups(), "", "cgroups left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -470,7 +470,6 @@ async fn spawn_kernel(
     let actor = Actor {
         framed: Some(framed),
         child: Some(child),
-        child_exited: false,
         _stdin: stdin,
         cmds: rx,
         runs: VecDeque::new(),
@@ -507,9 +506,9 @@ struct PendingPing {
 /// Owns the connection and the kernel process.
 struct Actor {
     framed: Option<Framed<TcpStream, SessionClientCodec>>,
-    /// `None` once handed to the reaper (see [`Actor::end_kernel`]).
+    /// `None` once it has exited or been handed to the reaper (see
+    /// [`Actor::end_kernel`]).
     child: Option<Child>,
-    child_exited: bool,
     /// Never written: closing it (this process died) ends the kernel.
     _stdin: Option<ChildStdin>,
     cmds: mpsc::UnboundedReceiver<Cmd>,
@@ -638,7 +637,7 @@ impl Actor {
                         Some(c) => c.wait().await,
                         None => std::future::pending().await,
                     }
-                }, if !self.child_exited => Ev::ChildExited(s),
+                } => Ev::ChildExited(s),
                 _ = async {
                     match timer {
                         Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -670,7 +669,7 @@ impl Actor {
                     }
                 }
                 Ev::ChildExited(st) => {
-                    self.child_exited = true;
+                    self.child = None;
                     // Replies already sent come first.
                     while let Some(f) = &mut self.framed {
                         match tokio::time::timeout(Duration::from_millis(50), f.next()).await {
@@ -948,13 +947,9 @@ impl Actor {
         }
         // EOF on its stdin too: the kernel's other way of being told.
         self._stdin = None;
-        if self.child_exited {
-            return;
-        }
         let Some(mut child) = self.child.take() else {
             return;
         };
-        self.child_exited = true;
         if tokio::time::timeout(self.opts.kill_grace, child.wait())
             .await
             .is_err()

@@ -38,9 +38,9 @@ pub struct LaunchParams {
 /// - Native servers get the socket as fd 3 (`EVALER_FD=3`) and their source
 ///   as standard input (`{server}` in the command becomes `-`);
 ///   `EVALER_STOP_ACK=1` asks them for `STOPPED` when SIGINT stops a cell.
-/// - The STDIO server is this evaler binary, passed as fd 3 and executed as
-///   `/proc/self/fd/3` (the box shows no host path outside `/usr`), with
-///   the socket as standard input (`EVALER_FD=0`: safe Rust cannot adopt an
+/// - The STDIO server is this executable (`evaler-kernel`, or `evaler`),
+///   passed as fd 3 and executed as `/proc/self/fd/3` (the box shows no
+///   host path outside `/usr`), with the socket as standard input (`EVALER_FD=0`: safe Rust cannot adopt an
 ///   inherited descriptor by number, but it can clone stdin).
 pub fn build_spec(
     spec: &KernelSpec,
@@ -138,30 +138,25 @@ pub fn launch(sandbox: Sandbox, run: RunSpec) -> std::io::Result<Launched> {
             // The box and the sandbox (the instance's cgroups) are gone
             // before the end is reported: the kernel exits as soon as it
             // hears, which would cut their removal short.
-            let mut sandbox_box = match sandbox.open_box() {
-                Ok(b) => b,
-                Err(e) => {
-                    drop(sandbox);
-                    let _ = started_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
             let mut started_tx = Some(started_tx);
-            let outcome = match sandbox_box.spawn(run) {
-                Ok(running) => {
-                    if let Some(tx) = started_tx.take() {
-                        let _ = tx.send(Ok(running.handle()));
-                    }
-                    Ok(running.wait().map_err(|e| e.to_string()))
-                }
+            let outcome = match sandbox.open_box() {
                 Err(e) => Err(e.to_string()),
+                Ok(mut sandbox_box) => match sandbox_box.spawn(run) {
+                    Ok(running) => {
+                        if let Some(tx) = started_tx.take() {
+                            let _ = tx.send(Ok(running.handle()));
+                        }
+                        Ok(running.wait().map_err(|e| e.to_string()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
             };
-            drop(sandbox_box);
             drop(sandbox);
             match outcome {
                 Ok(outcome) => {
                     let _ = ended_tx.send(outcome);
                 }
+                // Could not start: no `ended`; `started` says why.
                 Err(msg) => {
                     if let Some(tx) = started_tx.take() {
                         let _ = tx.send(Err(msg));
